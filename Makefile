@@ -1,0 +1,80 @@
+# kube-transcode: `make help` lists the targets.
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+UV       := hack/uv.sh
+RUN      := $(UV) run --frozen
+PYTEST   := $(RUN) pytest
+STATE    ?= $(CURDIR)/.local
+
+##@ General
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*?##/ { printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+##@ Setting up
+
+.PHONY: deps
+deps: ## Install everything: Debian packages, the locked Python environment, the pinned Go tools.
+	hack/deps.sh
+
+.PHONY: python
+python: ## Install only the locked Python environment (.venv).
+	$(UV) sync --frozen --quiet
+
+##@ Local stack (real control plane, RabbitMQ, MinIO; no containers)
+
+.PHONY: up
+up: deps ## Start the local stack, install the chart and transcode an example.
+	$(RUN) kt-devstack up --state $(STATE)
+
+.PHONY: down
+down: python ## Stop every process of the local stack.
+	$(RUN) kt-devstack down --state $(STATE)
+
+.PHONY: status
+status: python ## Show the local stack's processes and endpoints.
+	$(RUN) kt-devstack status --state $(STATE)
+
+##@ Quality
+
+.PHONY: lint
+lint: python ## ruff (lint and format check) and mypy --strict.
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy
+
+.PHONY: fmt
+fmt: python ## Format and autofix with ruff.
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
+
+.PHONY: test
+test: deps lint ## Install everything, then run lint and every test (unit, integration, e2e).
+	$(PYTEST) -m "unit or integration or e2e"
+
+.PHONY: test-unit
+test-unit: python ## Unit tests only (no servers).
+	$(PYTEST) -m unit
+
+.PHONY: test-integration
+test-integration: deps ## Integration tests (real RabbitMQ, MinIO, FFmpeg, apiserver).
+	$(PYTEST) -m integration
+
+.PHONY: test-e2e
+test-e2e: deps ## End-to-end tests through kubectl and helm.
+	$(PYTEST) -m e2e
+
+##@ Benchmarks
+
+.PHONY: bench
+bench: deps ## Run the benchmarks; results go to bench-results/.
+	$(RUN) python -m benchmarks
+
+##@ Clean up
+
+.PHONY: clean
+clean: down ## Stop the stack and remove its state folder.
+	rm -rf $(STATE)

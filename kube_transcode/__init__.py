@@ -1,0 +1,1 @@
+"""What the operator and the worker both speak: job and event messages, the ladder, settings."""

@@ -1,0 +1,1 @@
+"""kube_transcode_operator."""

@@ -1,0 +1,184 @@
+"""Fixtures that start the local stack's parts (or reuse running ones) and isolate each test.
+
+Parts start on demand: a test that needs only RabbitMQ does not wait for the control plane.
+Whatever a session started, it stops at the end; what was already running is left running.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import boto3
+import pytest
+import requests
+
+from kube_transcode_devstack.services import MinIO, RabbitMQ
+from kube_transcode_devstack.stack import Stack
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def stack() -> Stack:
+    state = Path(os.environ.get("KT_STATE", ROOT / ".local"))
+    return Stack.at(state)
+
+
+def _started_for_session(
+    request: pytest.FixtureRequest,
+    running: Callable[[], bool],
+    up: Callable[[], None],
+    down: Callable[[], None],
+) -> None:
+    was_running = running()
+    up()  # idempotent: waits for readiness either way
+    if not was_running and not os.environ.get("KT_KEEP_STACK"):
+        request.addfinalizer(down)
+
+
+@pytest.fixture(scope="session")
+def rabbitmq(request: pytest.FixtureRequest, stack: Stack) -> RabbitMQ:
+    rabbit = stack.rabbitmq
+    _started_for_session(request, rabbit.proc.running, rabbit.up, rabbit.down)
+    return rabbit
+
+
+@pytest.fixture(scope="session")
+def minio(request: pytest.FixtureRequest, stack: Stack) -> MinIO:
+    m = stack.minio
+    _started_for_session(request, m.proc.running, m.up, m.down)
+    return m
+
+
+@pytest.fixture(scope="session")
+def kube(request: pytest.FixtureRequest, stack: Stack) -> Stack:
+    """Control plane plus node agent; returns the stack (kubeconfig at stack.layout.kubeconfig)."""
+
+    def running() -> bool:
+        return stack.control_plane.kubeconfig_for("admin").exists() and all(
+            pid is not None
+            for name, pid, _ in stack.status()
+            if name.startswith("kube") or name in ("etcd", "node-agent")
+        )
+
+    def up() -> None:
+        stack.layout.make()
+        stack.control_plane.up()
+        stack.start_node_agent()
+        stack.write_env()
+        stack.wait_nodes_ready()
+
+    def down() -> None:
+        stack.node_agent.stop(grace_seconds=60)
+        stack.control_plane.down()
+
+    _started_for_session(request, running, up, down)
+    return stack
+
+
+@dataclass
+class Vhost:
+    name: str
+    url: str
+    management_url: str
+    auth: tuple[str, str]
+
+    def queue(self, queue: str) -> dict[str, Any]:
+        resp = requests.get(
+            f"{self.management_url}/api/queues/{quote(self.name, safe='')}/{queue}",
+            auth=self.auth,
+            timeout=10,
+        )
+        resp.raise_for_status()
+        data: dict[str, Any] = resp.json()
+        return data
+
+
+@pytest.fixture
+def vhost(rabbitmq: RabbitMQ) -> Iterator[Vhost]:
+    """A RabbitMQ vhost of this test's own, deleted afterwards."""
+    name = f"test-{secrets.token_hex(4)}"
+    c = rabbitmq.creds
+    auth = (c.rabbitmq_user, c.rabbitmq_password)
+    base = rabbitmq.management_url
+    requests.put(f"{base}/api/vhosts/{name}", auth=auth, timeout=10).raise_for_status()
+    requests.put(
+        f"{base}/api/permissions/{name}/{c.rabbitmq_user}",
+        json={"configure": ".*", "write": ".*", "read": ".*"},
+        auth=auth,
+        timeout=10,
+    ).raise_for_status()
+    url = f"amqp://{c.rabbitmq_user}:{c.rabbitmq_password}@127.0.0.1:{rabbitmq.ports.amqp}/{name}"
+    yield Vhost(name=name, url=url, management_url=base, auth=auth)
+    requests.delete(f"{base}/api/vhosts/{name}", auth=auth, timeout=30)
+
+
+@pytest.fixture
+def s3(minio: MinIO) -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=minio.endpoint,
+        aws_access_key_id=minio.creds.s3_access_key,
+        aws_secret_access_key=minio.creds.s3_secret_key,
+        region_name="us-east-1",
+    )
+
+
+@pytest.fixture
+def bucket(s3: Any) -> Iterator[str]:
+    """A bucket of this test's own, emptied and deleted afterwards."""
+    name = f"test-{secrets.token_hex(6)}"
+    s3.create_bucket(Bucket=name)
+    yield name
+    paginator = s3.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=name):
+        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        if keys:
+            s3.delete_objects(Bucket=name, Delete={"Objects": keys})
+    s3.delete_bucket(Bucket=name)
+
+
+@dataclass
+class Kubectl:
+    kubeconfig: Path
+    namespace: str
+    bin_dir: Path
+
+    def __call__(self, *args: str, input: str | None = None, check: bool = True) -> str:
+        proc = subprocess.run(
+            [
+                str(self.bin_dir / "kubectl"),
+                "--kubeconfig",
+                str(self.kubeconfig),
+                "-n",
+                self.namespace,
+                *args,
+            ],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
+        return proc.stdout if check else proc.stdout + proc.stderr
+
+
+@pytest.fixture
+def namespace(kube: Stack) -> Iterator[Kubectl]:
+    """A namespace of this test's own, with kubectl bound to it; deleted afterwards."""
+    from kube_transcode_devstack.layout import tools_bin
+
+    name = f"test-{secrets.token_hex(4)}"
+    k = Kubectl(kube.layout.kubeconfig, name, tools_bin())
+    k("create", "namespace", name)
+    yield k
+    k("delete", "namespace", name, "--wait=false", check=False)
