@@ -182,3 +182,12 @@ def namespace(kube: Stack) -> Iterator[Kubectl]:
     k("create", "namespace", name)
     yield k
     k("delete", "namespace", name, "--wait=false", check=False)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test belongs to exactly one suite, so `make test` can never skip one silently."""
+    suites = {"unit", "integration", "e2e"}
+    for item in items:
+        marks = {m.name for m in item.iter_markers()} & suites
+        if len(marks) != 1:
+            raise pytest.UsageError(f"{item.nodeid}: mark it with exactly one of {sorted(suites)}")

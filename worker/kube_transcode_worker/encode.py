@@ -1,0 +1,331 @@
+"""One FFmpeg run for a whole ladder: decode once, split and scale per rung, HLS out.
+
+Every rung gets keyframes at the same segment boundaries (forced by time, so 23.976 fps and
+variable frame rates align too); audio is encoded once into its own rendition. FFmpeg writes
+the media playlists; the master playlist is ours (see hls.py).
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from kube_transcode.ladder import AUDIO_RENDITION_NAME, LadderPlan, X264Preset
+from kube_transcode_worker.errors import JobCancelledError, PermanentJobError, TransientJobError
+from kube_transcode_worker.hls import AUDIO_GROUP_ID, MEDIA_PLAYLIST_NAME, SEGMENT_PATTERN
+from kube_transcode_worker.probe import DEFAULT_ALLOWED_DEMUXERS
+
+DEFAULT_PRESET: X264Preset = "veryfast"
+STDERR_TAIL_LINES = 20
+KILL_GRACE_SECONDS = 5.0
+# Output shorter than the source by more than this means the input ended early.
+TRUNCATION_TOLERANCE_SECONDS = 1.0
+TRUNCATION_TOLERANCE_SHARE = 0.01
+
+
+@dataclass(frozen=True)
+class ProgressUpdate:
+    """One -progress block: how far the output has got, and whether FFmpeg is done."""
+
+    out_time_us: int | None
+    finished: bool
+
+
+@dataclass(frozen=True)
+class EncodeResult:
+    out_dir: Path
+    encoded_seconds: float
+    elapsed_seconds: float
+
+
+def filter_graph(plan: LadderPlan) -> str:
+    """Decode once, split into one branch per rendition, scale each to square pixels, 4:2:0."""
+    count = len(plan.renditions)
+    branches = "".join(f"[s{index}]" for index in range(count))
+    chains = [f"[0:v:0]split={count}{branches}"]
+    for index, rendition in enumerate(plan.renditions):
+        chains.append(
+            f"[s{index}]scale=w={rendition.width}:h={rendition.height},"
+            f"setsar=1,format=yuv420p[v{index}]"
+        )
+    return ";".join(chains)
+
+
+def var_stream_map(plan: LadderPlan) -> str:
+    """Which output streams form each rendition; name: gives each its folder via %v."""
+    group = f",agroup:{AUDIO_GROUP_ID}" if plan.audio else ""
+    entries = [
+        f"v:{index}{group},name:{rendition.name}" for index, rendition in enumerate(plan.renditions)
+    ]
+    if plan.audio:
+        entries.append(f"a:0{group},name:{AUDIO_RENDITION_NAME}")
+    return " ".join(entries)
+
+
+def keyframe_interval_frames(plan: LadderPlan) -> int:
+    """Frames per segment, rounded up, so x264's own GOP never ends inside a segment."""
+    return max(1, math.ceil(plan.source.fps * plan.hls.segment_seconds))
+
+
+def input_demuxer(container: str) -> str:
+    """ffprobe's "mov,mp4,m4a,3gp,3g2,mj2" as -f accepts it: the first name."""
+    return container.split(",", 1)[0]
+
+
+def ffmpeg_command(
+    plan: LadderPlan,
+    input_path: Path,
+    out_dir: Path,
+    *,
+    preset: X264Preset = DEFAULT_PRESET,
+    ffmpeg: str = "ffmpeg",
+    allowed_demuxers: tuple[str, ...] = DEFAULT_ALLOWED_DEMUXERS,
+) -> list[str]:
+    """The whole argument list (no shell); every value comes from validated models."""
+    segment = plan.hls.segment_seconds
+    out_dir = out_dir.resolve()
+    args = [
+        ffmpeg,
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-y",
+        "-format_whitelist",
+        ",".join(allowed_demuxers),
+        # Pin the demuxer ffprobe accepted, so FFmpeg cannot probe its way to another.
+        "-f",
+        input_demuxer(plan.source.container),
+        "-i",
+        f"file:{input_path.resolve()}",
+        "-filter_complex",
+        filter_graph(plan),
+    ]
+    for index in range(len(plan.renditions)):
+        args += ["-map", f"[v{index}]"]
+    if plan.audio:
+        args += ["-map", "0:a:0"]
+    args += [
+        # Source tags (camera GPS, encoder names) do not belong in published output.
+        "-map_metadata",
+        "-1",
+        "-map_chapters",
+        "-1",
+        "-c:v",
+        "libx264",
+        "-preset",
+        preset,
+        "-force_key_frames",
+        f"expr:gte(t,n_forced*{segment})",
+        "-g",
+        str(keyframe_interval_frames(plan)),
+        "-sc_threshold",
+        "0",
+    ]
+    for index, rendition in enumerate(plan.renditions):
+        args += [
+            f"-b:v:{index}",
+            f"{rendition.video_kbps}k",
+            f"-maxrate:v:{index}",
+            f"{rendition.maxrate_kbps}k",
+            f"-bufsize:v:{index}",
+            f"{rendition.bufsize_kbps}k",
+            f"-profile:v:{index}",
+            rendition.profile,
+            f"-level:v:{index}",
+            rendition.level,
+        ]
+    if plan.audio:
+        args += [
+            "-c:a",
+            "aac",
+            "-b:a",
+            f"{plan.audio.bitrate_kbps}k",
+            "-ac",
+            str(plan.audio.channels),
+            "-ar",
+            str(plan.audio.sample_rate),
+        ]
+    args += [
+        # Many encoders fed by one decoder start at different times; give the muxer room.
+        "-max_muxing_queue_size",
+        "1024",
+        "-f",
+        "hls",
+        "-hls_time",
+        str(segment),
+        "-hls_playlist_type",
+        "vod",
+        "-hls_segment_type",
+        "mpegts",
+        "-hls_flags",
+        "independent_segments",
+        "-hls_segment_filename",
+        str(out_dir / "%v" / SEGMENT_PATTERN),
+        "-var_stream_map",
+        var_stream_map(plan),
+        "-nostats",
+        "-progress",
+        "pipe:1",
+        "-stats_period",
+        "0.5",
+        str(out_dir / "%v" / MEDIA_PLAYLIST_NAME),
+    ]
+    return args
+
+
+def parse_progress(lines: Iterable[str]) -> Iterator[ProgressUpdate]:
+    """Pure: FFmpeg's -progress key=value lines, one update per block (at "progress=")."""
+    out_time_us: int | None = None
+    for raw in lines:
+        key, separator, value = raw.strip().partition("=")
+        if not separator:
+            continue
+        if key == "out_time_us":
+            out_time_us = _microseconds(value)
+        elif key == "out_time_ms" and out_time_us is None:
+            # Despite its name, out_time_ms is in microseconds too.
+            out_time_us = _microseconds(value)
+        elif key == "progress":
+            yield ProgressUpdate(out_time_us=out_time_us, finished=value == "end")
+            out_time_us = None
+
+
+def _microseconds(value: str) -> int | None:
+    try:
+        return max(0, int(value))
+    except ValueError:
+        return None
+
+
+def progress_percent(out_time_us: int, duration_seconds: float) -> float:
+    """Share of the source encoded, 0..100."""
+    if duration_seconds <= 0:
+        return 0.0
+    return min(100.0, max(0.0, out_time_us / (duration_seconds * 1e6) * 100))
+
+
+def run_encode(
+    plan: LadderPlan,
+    input_path: Path,
+    out_dir: Path,
+    on_progress: Callable[[float], None],
+    cancel: threading.Event,
+    *,
+    preset: X264Preset = DEFAULT_PRESET,
+    ffmpeg: str = "ffmpeg",
+    allowed_demuxers: tuple[str, ...] = DEFAULT_ALLOWED_DEMUXERS,
+    kill_grace_seconds: float = KILL_GRACE_SECONDS,
+) -> EncodeResult:
+    """Encode the ladder into out_dir/<rendition>/; on_progress gets percent (0..100).
+
+    Raises JobCancelledError when `cancel` is set, TransientJobError when FFmpeg was killed
+    or the disk is full, PermanentJobError (with FFmpeg's last error lines) otherwise.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    command = ffmpeg_command(
+        plan, input_path, out_dir, preset=preset, ffmpeg=ffmpeg, allowed_demuxers=allowed_demuxers
+    )
+    started = time.monotonic()
+    process = subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+    readers = [
+        threading.Thread(target=_collect_lines, args=(process, stderr_tail), daemon=True),
+        threading.Thread(
+            target=_stop_when_cancelled,
+            args=(process, cancel, kill_grace_seconds),
+            daemon=True,
+        ),
+    ]
+    for reader in readers:
+        reader.start()
+    encoded_us = 0
+    try:
+        assert process.stdout is not None  # set by stdout=PIPE
+        for update in parse_progress(process.stdout):
+            if update.out_time_us is not None:
+                encoded_us = max(encoded_us, update.out_time_us)
+            percent = (
+                100.0
+                if update.finished
+                else progress_percent(encoded_us, plan.source.duration_seconds)
+            )
+            on_progress(percent)
+        returncode = process.wait()
+    finally:
+        if process.poll() is None:
+            _terminate(process, kill_grace_seconds)
+        for reader in readers:
+            reader.join(timeout=kill_grace_seconds)
+    if cancel.is_set():
+        raise JobCancelledError()
+    _raise_for_failure(returncode, list(stderr_tail))
+    encoded_seconds = encoded_us / 1e6
+    _check_complete(encoded_seconds, plan.source.duration_seconds, list(stderr_tail))
+    return EncodeResult(
+        out_dir=out_dir,
+        encoded_seconds=encoded_seconds,
+        elapsed_seconds=time.monotonic() - started,
+    )
+
+
+def _collect_lines(process: subprocess.Popen[str], tail: deque[str]) -> None:
+    assert process.stderr is not None  # set by stderr=PIPE
+    for line in process.stderr:
+        if line.strip():
+            tail.append(line.rstrip())
+
+
+def _stop_when_cancelled(
+    process: subprocess.Popen[str], cancel: threading.Event, grace: float
+) -> None:
+    while process.poll() is None:
+        if cancel.wait(timeout=0.2):
+            _terminate(process, grace)
+            return
+
+
+def _terminate(process: subprocess.Popen[str], grace: float) -> None:
+    """SIGTERM lets FFmpeg close its files; SIGKILL if it does not within the grace period."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _raise_for_failure(returncode: int, stderr_tail: list[str]) -> None:
+    if returncode == 0:
+        return
+    tail = " | ".join(stderr_tail[-5:]) or "no output"
+    if any("No space left on device" in line for line in stderr_tail):
+        raise TransientJobError("DiskFull", f"no space left for the encode: {tail}")
+    if returncode < 0:
+        raise TransientJobError("EncoderKilled", f"ffmpeg was killed by signal {-returncode}")
+    raise PermanentJobError("EncodeFailed", f"ffmpeg exited with {returncode}: {tail}")
+
+
+def _check_complete(
+    encoded_seconds: float, duration_seconds: float, stderr_tail: list[str]
+) -> None:
+    """FFmpeg exits 0 on a source cut short mid-stream; a shorter output gives that away."""
+    tolerance = max(TRUNCATION_TOLERANCE_SECONDS, duration_seconds * TRUNCATION_TOLERANCE_SHARE)
+    if encoded_seconds < duration_seconds - tolerance:
+        tail = " | ".join(stderr_tail[-3:]) or "no errors reported"
+        raise PermanentJobError(
+            "TruncatedSource",
+            f"only {encoded_seconds:.1f} s of {duration_seconds:.1f} s could be decoded: {tail}",
+        )

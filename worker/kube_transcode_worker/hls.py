@@ -1,0 +1,286 @@
+"""HLS output: file layout, playlist parsing, bitrate measurement and the master playlist.
+
+The master playlist is written by us, last, from what the encode really produced: peak and
+average bitrates measured from the segments (RFC 8216bis definition of the peak) and the
+H.264 profile and level read from each rendition's first segment, since x264 may lower the
+profile the plan asked for (ultrafast, for one, always yields Constrained Baseline).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kube_transcode.ladder import AUDIO_RENDITION_NAME, H264Profile, LadderPlan, VideoRendition
+
+MASTER_PLAYLIST_NAME = "master.m3u8"
+MEDIA_PLAYLIST_NAME = "index.m3u8"
+SEGMENT_PATTERN = "seg_%05d.ts"
+AUDIO_GROUP_ID = "aud"
+AAC_LC_CODECS = "mp4a.40.2"
+
+# profile_idc and the constraint flags byte x264 writes for each profile.
+_H264_PROFILE_BYTES: dict[H264Profile, tuple[int, int]] = {
+    "baseline": (0x42, 0xC0),
+    "main": (0x4D, 0x40),
+    "high": (0x64, 0x00),
+}
+_TS_PACKET_SIZE = 188
+_TS_SYNC_BYTE = 0x47
+_SPS_SEARCH_BYTES = 256 * 1024
+_ATTRIBUTE = re.compile(r'([A-Z0-9-]+)=("[^"]*"|[^",]*)')
+
+
+@dataclass(frozen=True)
+class Segment:
+    uri: str
+    duration: float
+
+
+@dataclass(frozen=True)
+class MediaPlaylist:
+    target_duration: int
+    segments: tuple[Segment, ...]
+    playlist_type: str | None
+    ended: bool
+    independent_segments: bool
+
+    @property
+    def duration(self) -> float:
+        return sum(segment.duration for segment in self.segments)
+
+
+@dataclass(frozen=True)
+class Variant:
+    uri: str
+    attributes: dict[str, str]
+
+
+@dataclass(frozen=True)
+class MasterPlaylist:
+    variants: tuple[Variant, ...]
+    media: tuple[dict[str, str], ...]
+    independent_segments: bool
+
+
+@dataclass(frozen=True)
+class RenditionStats:
+    """Bitrates in bits per second as measured on the produced segments."""
+
+    peak_bps: int
+    average_bps: int
+    codecs: str | None = field(default=None)
+
+
+def _lines(text: str) -> list[str]:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines or lines[0] != "#EXTM3U":
+        raise ValueError("not an HLS playlist: the first line must be #EXTM3U")
+    return lines
+
+
+def parse_attributes(text: str) -> dict[str, str]:
+    """An attribute list (NAME=value,NAME="quoted, value") as a dict without the quotes."""
+    return {name: value.strip('"') for name, value in _ATTRIBUTE.findall(text)}
+
+
+def parse_media_playlist(text: str) -> MediaPlaylist:
+    lines = _lines(text)
+    target_duration: int | None = None
+    playlist_type: str | None = None
+    segments: list[Segment] = []
+    pending_duration: float | None = None
+    for line in lines[1:]:
+        tag, _, value = line.partition(":")
+        if tag == "#EXT-X-TARGETDURATION":
+            target_duration = int(value)
+        elif tag == "#EXT-X-PLAYLIST-TYPE":
+            playlist_type = value
+        elif tag == "#EXTINF":
+            pending_duration = float(value.split(",", 1)[0])
+        elif not line.startswith("#"):
+            if pending_duration is None:
+                raise ValueError(f"segment {line!r} has no #EXTINF before it")
+            segments.append(Segment(uri=line, duration=pending_duration))
+            pending_duration = None
+    if target_duration is None:
+        raise ValueError("media playlist has no #EXT-X-TARGETDURATION")
+    return MediaPlaylist(
+        target_duration=target_duration,
+        segments=tuple(segments),
+        playlist_type=playlist_type,
+        ended="#EXT-X-ENDLIST" in lines,
+        independent_segments="#EXT-X-INDEPENDENT-SEGMENTS" in lines,
+    )
+
+
+def parse_master_playlist(text: str) -> MasterPlaylist:
+    lines = _lines(text)
+    variants: list[Variant] = []
+    media: list[dict[str, str]] = []
+    pending: dict[str, str] | None = None
+    for line in lines[1:]:
+        tag, _, value = line.partition(":")
+        if tag == "#EXT-X-STREAM-INF":
+            pending = parse_attributes(value)
+        elif tag == "#EXT-X-MEDIA":
+            media.append(parse_attributes(value))
+        elif not line.startswith("#"):
+            if pending is None:
+                raise ValueError(f"variant {line!r} has no #EXT-X-STREAM-INF before it")
+            variants.append(Variant(uri=line, attributes=pending))
+            pending = None
+    return MasterPlaylist(
+        variants=tuple(variants),
+        media=tuple(media),
+        independent_segments="#EXT-X-INDEPENDENT-SEGMENTS" in lines,
+    )
+
+
+def peak_segment_bitrate(segments: Sequence[tuple[int, float]], target_duration: float) -> int:
+    """Peak bit rate of (size_bytes, seconds) segments as RFC 8216bis defines it.
+
+    The largest bit rate of any contiguous run of segments lasting 0.5 to 1.5 target
+    durations; a short final segment alone then cannot inflate it. A playlist shorter than
+    half a target duration falls back to its average.
+    """
+    peak = 0.0
+    for start in range(len(segments)):
+        size = 0
+        seconds = 0.0
+        for segment_size, segment_seconds in segments[start:]:
+            size += segment_size
+            seconds += segment_seconds
+            if seconds > 1.5 * target_duration:
+                break
+            if seconds >= 0.5 * target_duration:
+                peak = max(peak, size * 8 / seconds)
+    if peak == 0.0:
+        return average_bitrate(segments)
+    return math.ceil(peak)
+
+
+def average_bitrate(segments: Sequence[tuple[int, float]]) -> int:
+    seconds = sum(segment_seconds for _, segment_seconds in segments)
+    if seconds <= 0:
+        return 0
+    return math.ceil(sum(size for size, _ in segments) * 8 / seconds)
+
+
+def planned_codecs(rendition: VideoRendition) -> str:
+    """The avc1.PPCCLL string the plan asks for (used when a segment cannot be read)."""
+    profile_idc, constraints = _H264_PROFILE_BYTES[rendition.profile]
+    level_idc = round(float(rendition.level) * 10)
+    return f"avc1.{profile_idc:02x}{constraints:02x}{level_idc:02x}"
+
+
+def _ts_payloads(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """(PID, payload) of each MPEG-TS packet, adaptation fields skipped."""
+    for offset in range(0, len(data) - _TS_PACKET_SIZE + 1, _TS_PACKET_SIZE):
+        packet = data[offset : offset + _TS_PACKET_SIZE]
+        if packet[0] != _TS_SYNC_BYTE:
+            return
+        pid = ((packet[1] & 0x1F) << 8) | packet[2]
+        adaptation = (packet[3] >> 4) & 0x3
+        start = 4
+        if adaptation & 0x2:
+            start += 1 + packet[4]
+        if adaptation & 0x1 and start < _TS_PACKET_SIZE:
+            yield pid, packet[start:]
+
+
+def h264_codecs_from_ts(data: bytes) -> str | None:
+    """avc1.PPCCLL from the first H.264 sequence parameter set in MPEG-TS data, if any."""
+    elementary: dict[int, bytearray] = {}
+    for pid, payload in _ts_payloads(data):
+        elementary.setdefault(pid, bytearray()).extend(payload)
+    for stream in elementary.values():
+        position = stream.find(b"\x00\x00\x01")
+        while 0 <= position <= len(stream) - 7:
+            header = stream[position + 3]
+            if header & 0x80 == 0 and header & 0x1F == 7:
+                profile_idc, constraints, level_idc = stream[position + 4 : position + 7]
+                return f"avc1.{profile_idc:02x}{constraints:02x}{level_idc:02x}"
+            position = stream.find(b"\x00\x00\x01", position + 3)
+    return None
+
+
+def _segment_path(rendition_dir: Path, uri: str) -> Path:
+    # Our own playlists name plain files beside them; anything else is not ours to read.
+    if "/" in uri or "\\" in uri or uri in ("", ".", ".."):
+        raise ValueError(f"unexpected segment URI {uri!r} in {rendition_dir}")
+    return rendition_dir / uri
+
+
+def measure_rendition(rendition_dir: Path, *, video: bool) -> RenditionStats:
+    """Bitrates of one rendition from its playlist and segment sizes; codecs for video."""
+    playlist = parse_media_playlist((rendition_dir / MEDIA_PLAYLIST_NAME).read_text())
+    if not playlist.segments:
+        raise ValueError(f"{rendition_dir} has no segments")
+    paths = [_segment_path(rendition_dir, segment.uri) for segment in playlist.segments]
+    sizes = [
+        (path.stat().st_size, segment.duration)
+        for path, segment in zip(paths, playlist.segments, strict=True)
+    ]
+    codecs = None
+    if video:
+        with paths[0].open("rb") as first_segment:
+            codecs = h264_codecs_from_ts(first_segment.read(_SPS_SEARCH_BYTES))
+    else:
+        codecs = AAC_LC_CODECS
+    return RenditionStats(
+        peak_bps=peak_segment_bitrate(sizes, playlist.target_duration),
+        average_bps=average_bitrate(sizes),
+        codecs=codecs,
+    )
+
+
+def master_playlist(plan: LadderPlan, stats: Mapping[str, RenditionStats]) -> str:
+    """Pure: the master playlist text, variants listed from the lowest bandwidth up."""
+    audio = stats[AUDIO_RENDITION_NAME] if plan.audio else None
+    lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-INDEPENDENT-SEGMENTS"]
+    if plan.audio:
+        lines.append(
+            f'#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="{AUDIO_GROUP_ID}",NAME="Audio",DEFAULT=YES,'
+            f'AUTOSELECT=YES,CHANNELS="{plan.audio.channels}",'
+            f'URI="{AUDIO_RENDITION_NAME}/{MEDIA_PLAYLIST_NAME}"'
+        )
+    variants: list[tuple[int, str, str]] = []
+    for rendition in plan.renditions:
+        video = stats[rendition.name]
+        codecs = [video.codecs or planned_codecs(rendition)]
+        # BANDWIDTH covers every rendition a player fetches at once: video plus its audio.
+        peak, average = video.peak_bps, video.average_bps
+        if audio:
+            codecs.append(audio.codecs or AAC_LC_CODECS)
+            peak, average = peak + audio.peak_bps, average + audio.average_bps
+        attributes = (
+            f"BANDWIDTH={peak},AVERAGE-BANDWIDTH={average},"
+            f"RESOLUTION={rendition.width}x{rendition.height},"
+            f"FRAME-RATE={float(rendition.fps):.3f},"
+            f'CODECS="{",".join(codecs)}"'
+        )
+        if audio:
+            attributes += f',AUDIO="{AUDIO_GROUP_ID}"'
+        variants.append((peak, attributes, f"{rendition.name}/{MEDIA_PLAYLIST_NAME}"))
+    for _, attributes, uri in sorted(variants, key=lambda variant: variant[0]):
+        lines += [f"#EXT-X-STREAM-INF:{attributes}", uri]
+    return "\n".join(lines) + "\n"
+
+
+def write_master_playlist(out_dir: Path, plan: LadderPlan) -> Path:
+    """Measure every rendition under out_dir and write master.m3u8 there (atomically)."""
+    stats = {
+        rendition.name: measure_rendition(out_dir / rendition.name, video=True)
+        for rendition in plan.renditions
+    }
+    if plan.audio:
+        stats[AUDIO_RENDITION_NAME] = measure_rendition(out_dir / AUDIO_RENDITION_NAME, video=False)
+    master = out_dir / MASTER_PLAYLIST_NAME
+    partial = master.with_suffix(".m3u8.partial")
+    partial.write_text(master_playlist(plan, stats))
+    partial.replace(master)
+    return master
