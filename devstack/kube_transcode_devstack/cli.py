@@ -17,6 +17,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("up", help="start every process (harmless when already running)")
     sub.add_parser("down", help="stop every process")
     sub.add_parser("status", help="list the processes and endpoints")
+    interrupt = sub.add_parser(
+        "interrupt", help="simulate a spot interruption: drain a node with grace, then remove it"
+    )
+    interrupt.add_argument("node")
+    sub.add_parser("restore-nodes", help="bring back nodes removed by an interruption")
     args = parser.parse_args(argv)
     stack = Stack.at(args.state)
 
@@ -25,6 +30,11 @@ def main(argv: list[str] | None = None) -> int:
         stack.up()
         print(f"local stack up in {time.monotonic() - start:.0f} s")
         print(f"  use it:  . {stack.layout.env_file}   then   kubectl get nodes")
+        return 0
+    if args.command == "interrupt":
+        return stack.interrupt(args.node)
+    if args.command == "restore-nodes":
+        stack.restore_nodes()
         return 0
     if args.command == "down":
         stack.down()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -76,6 +77,31 @@ class Stack:
         for node in NODES:
             argv += ["--node", node]
         self.node_agent.start(argv, env={"PATH": self._path()})
+
+    def interrupt(self, node: str) -> int:
+        """A spot interruption: every Pod on the node is evicted with its grace period, then
+        the node goes away."""
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "kube_transcode_devstack.nodeagent",
+                "interrupt",
+                "--kubeconfig",
+                str(self.control_plane.kubeconfig_for("node-agent")),
+                "--node",
+                node,
+            ],
+            check=False,
+        ).returncode
+
+    def restore_nodes(self, timeout: float = 60) -> None:
+        """New spot capacity: the node agent registers its missing nodes again (SIGHUP)."""
+        pid = self.node_agent.pid()
+        if pid is None:
+            raise RuntimeError("the node agent is not running: run `make up`")
+        os.kill(pid, signal.SIGHUP)
+        self.wait_nodes_ready(timeout)
 
     def wait_nodes_ready(self, timeout: float = 60) -> None:
         names = [n.split(":")[0] for n in NODES]

@@ -1,0 +1,326 @@
+"""The wire contract between operator and worker: job and event messages, queue topology.
+
+Both sides import this module; nothing else defines what travels through RabbitMQ.
+
+Messages are JSON (UTF-8), validated strictly (unknown fields are errors) and versioned by
+`schema_version`. A change that old readers cannot ignore bumps the version; a reader refuses
+a version it does not speak with a clear error rather than guessing.
+
+Priorities: `low`, `normal` and `high` travel as AMQP priorities 1, 2 and 3 on a queue
+declared with `x-max-priority: 3`. Few levels on purpose: a classic queue keeps one internal
+queue per level, and three are all the API offers. Priority only reorders waiting messages.
+
+Queue topology for a work queue `Q` (declared identically by everyone who declares it):
+- `Q`: durable, `x-max-priority`, dead-letters to the exchange `Q.dead`.
+- `Q.dead`: fanout exchange and durable queue; failed and invalid jobs, with the headers
+  `x-kt-reason` (one PascalCase word) and `x-kt-message` (for humans).
+- `Q.retry.<n>`: delay queue for the n-th retry; a message waits there for its per-message
+  expiration, then dead-letters back to `Q`.
+- `Q.hold.<worker>`: a worker's own queue that keeps a long job's delivery alive (see the
+  worker's consumer module); dead-letters back to `Q`.
+Events go to a durable topic exchange with routing key `job.<namespace>.<name>`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Final, Literal, TypeVar
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from kube_transcode.ladder import HlsOptions, Rung, rung_by_name
+
+SCHEMA_VERSION: Final = 1
+CONTENT_TYPE: Final = "application/json"
+
+MAX_PRIORITY: Final = 3
+DEFAULT_EVENTS_EXCHANGE: Final = "kube-transcode.events"
+REASON_HEADER: Final = "x-kt-reason"
+MESSAGE_HEADER: Final = "x-kt-message"
+ATTEMPT_HEADER: Final = "x-kt-attempt"
+WORKER_HEADER: Final = "x-kt-worker"
+# A dead-letter header value is for humans; keep it short enough for any tooling.
+MAX_HEADER_MESSAGE_CHARS: Final = 1000
+MAX_ATTEMPTS_LIMIT: Final = 20
+
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_REASON = re.compile(r"^[A-Z][A-Za-z0-9]*$")
+
+
+class Priority(StrEnum):
+    low = "low"
+    normal = "normal"
+    high = "high"
+
+    @property
+    def amqp(self) -> int:
+        return _AMQP_PRIORITY[self]
+
+
+_AMQP_PRIORITY: Final = {Priority.low: 1, Priority.normal: 2, Priority.high: 3}
+
+
+class Phase(StrEnum):
+    fetching = "fetching"
+    probing = "probing"
+    transcoding = "transcoding"
+    uploading = "uploading"
+    succeeded = "succeeded"
+    failed = "failed"
+    requeued = "requeued"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (Phase.succeeded, Phase.failed)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class JobRef(_Model):
+    """Which TranscodeJob, and which version of its spec, a message is about."""
+
+    uid: str = Field(min_length=1, max_length=64)
+    namespace: str = Field(pattern=f"^{_DNS_LABEL}$", max_length=63)
+    name: str = Field(pattern=rf"^{_DNS_LABEL}(\.{_DNS_LABEL})*$", max_length=253)
+    generation: int = Field(ge=1)
+
+
+def validate_prefix(prefix: str) -> str:
+    """An object key prefix that cannot escape itself: relative, no empty, '.' or '..' parts."""
+    parts = prefix.split("/")
+    if not prefix or prefix.startswith("/") or "\\" in prefix:
+        raise ValueError(f"prefix must be a non-empty relative path, got {prefix!r}")
+    if any(part in ("", ".", "..") for part in parts):
+        raise ValueError(f"prefix must not contain empty, '.' or '..' parts, got {prefix!r}")
+    if any(ord(char) < 0x20 for char in prefix):
+        raise ValueError("prefix must not contain control characters")
+    return prefix
+
+
+class OutputLocation(_Model):
+    """Where the ladder goes: s3://<bucket>/<prefix>/master.m3u8 and one folder per rendition.
+
+    The prefix is the job's own: a rerun removes objects under it that the new ladder does not
+    have, so it must not be empty and must not be shared with anything else.
+    """
+
+    bucket: str
+    prefix: str = Field(max_length=512)
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket_name(cls, bucket: str) -> str:
+        if not _BUCKET.match(bucket) or ".." in bucket:
+            raise ValueError(f"not a valid S3 bucket name: {bucket!r}")
+        return bucket
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, prefix: str) -> str:
+        return validate_prefix(prefix.strip("/"))
+
+    def uri(self, relative: str = "") -> str:
+        return f"s3://{self.bucket}/{self.prefix}/{relative}"
+
+
+class LadderRequest(_Model):
+    """The rungs asked for: names of standard rungs or explicit ones; None = the default ladder."""
+
+    rungs: tuple[Annotated[str, Field(min_length=1)] | Rung, ...] | None = None
+
+    @field_validator("rungs")
+    @classmethod
+    def _known_names(cls, rungs: tuple[str | Rung, ...] | None) -> tuple[str | Rung, ...] | None:
+        if rungs is not None:
+            if not rungs:
+                raise ValueError("an explicit ladder needs at least one rung")
+            for rung in rungs:
+                if isinstance(rung, str):
+                    rung_by_name(rung)
+        return rungs
+
+    def resolve(self) -> list[Rung] | None:
+        if self.rungs is None:
+            return None
+        return [rung_by_name(r) if isinstance(r, str) else r for r in self.rungs]
+
+
+def _check_source_url(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("s3", "https", "http"):
+        raise ValueError(f"source must be an s3://, https:// or http:// URL, got {url!r}")
+    if not rest or rest.startswith("/"):
+        raise ValueError(f"source URL has no host or bucket: {url!r}")
+    if scheme == "s3" and "/" not in rest.rstrip("/"):
+        raise ValueError(f"s3 source needs s3://<bucket>/<key>, got {url!r}")
+    if any(ord(char) < 0x21 for char in url):
+        raise ValueError("source URL must not contain whitespace or control characters")
+    return url
+
+
+class JobMessage(_Model):
+    """One unit of work, published by the operator to a pool's work queue."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    job: JobRef
+    # 1 for the first delivery; the worker republishes with attempt + 1 for each retry.
+    attempt: int = Field(default=1, ge=1, le=MAX_ATTEMPTS_LIMIT)
+    # From the job's retry policy; None = the worker's configured default.
+    max_attempts: int | None = Field(default=None, ge=1, le=MAX_ATTEMPTS_LIMIT)
+    priority: Priority = Priority.normal
+    source: Annotated[str, Field(max_length=4096)]
+    ladder: LadderRequest = LadderRequest()
+    hls: HlsOptions = HlsOptions()
+    output: OutputLocation
+    deadline: AwareDatetime | None = None
+
+    @field_validator("source")
+    @classmethod
+    def _source_url(cls, source: str) -> str:
+        return _check_source_url(source)
+
+    def next_attempt(self) -> JobMessage:
+        return self.model_copy(update={"attempt": self.attempt + 1})
+
+
+class RenditionOutput(_Model):
+    name: str
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    bandwidth: int = Field(ge=0, description="peak bits per second, video plus audio")
+    average_bandwidth: int = Field(ge=0)
+    codecs: str
+    playlist_uri: str
+
+
+class JobOutputs(_Model):
+    master_uri: str
+    renditions: tuple[RenditionOutput, ...]
+    has_audio: bool
+
+
+class JobEvent(_Model):
+    """What a worker reports about one attempt; the operator turns it into the job's status."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    job: JobRef
+    attempt: int = Field(ge=1)
+    worker: str
+    phase: Phase
+    progress_percent: float = Field(default=0.0, ge=0, le=100)
+    reason: str | None = None
+    message: str | None = Field(default=None, max_length=4000)
+    outputs: JobOutputs | None = None
+    # requeued: the attempt the job comes back with (same one after a shutdown) and when.
+    next_attempt: int | None = Field(default=None, ge=1)
+    retry_at: AwareDatetime | None = None
+    started_at: AwareDatetime
+    at: AwareDatetime
+
+    @field_validator("reason")
+    @classmethod
+    def _reason_word(cls, reason: str | None) -> str | None:
+        if reason is not None and not _REASON.match(reason):
+            raise ValueError(f"reason must be one PascalCase word, got {reason!r}")
+        return reason
+
+    @model_validator(mode="after")
+    def _outputs_only_on_success(self) -> JobEvent:
+        if (self.outputs is not None) != (self.phase is Phase.succeeded):
+            raise ValueError("outputs are given exactly when the phase is succeeded")
+        if self.phase in (Phase.failed, Phase.requeued) and self.reason is None:
+            raise ValueError(f"a {self.phase} event needs a reason")
+        return self
+
+
+_M = TypeVar("_M", bound=_Model)
+
+
+class InvalidMessageError(ValueError):
+    """A body that is not a message this code understands; `str()` says why, briefly."""
+
+
+def _decode(body: bytes, model: type[_M]) -> _M:
+    try:
+        data: Any = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidMessageError(f"body is not UTF-8 JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidMessageError(f"body is JSON {type(data).__name__}, not an object")
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise InvalidMessageError(
+            f"unsupported schema_version {version!r} (this code speaks {SCHEMA_VERSION})"
+        )
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<body>'}: {err['msg']}"
+            for err in exc.errors(include_url=False)
+        )
+        raise InvalidMessageError(f"invalid {model.__name__}: {problems}") from None
+
+
+def decode_job(body: bytes) -> JobMessage:
+    return _decode(body, JobMessage)
+
+
+def decode_event(body: bytes) -> JobEvent:
+    return _decode(body, JobEvent)
+
+
+def encode(message: JobMessage | JobEvent) -> bytes:
+    return message.model_dump_json().encode()
+
+
+def job_ref_of(body: bytes) -> JobRef | None:
+    """The job identity of a body that is otherwise invalid, when it has a readable one."""
+    try:
+        data = json.loads(body.decode("utf-8"))
+        return JobRef.model_validate(data["job"])
+    except (ValueError, KeyError, TypeError, ValidationError):
+        return None
+
+
+def event_routing_key(job: JobRef) -> str:
+    return f"job.{job.namespace}.{job.name}"
+
+
+def dead_letter_name(queue: str) -> str:
+    return f"{queue}.dead"
+
+
+def retry_queue_name(queue: str, retry: int) -> str:
+    return f"{queue}.retry.{retry}"
+
+
+def hold_queue_name(queue: str, worker: str) -> str:
+    return f"{queue}.hold.{worker}"
+
+
+def work_queue_arguments(queue: str) -> dict[str, Any]:
+    return {"x-max-priority": MAX_PRIORITY, "x-dead-letter-exchange": dead_letter_name(queue)}
+
+
+def back_to_queue_arguments(queue: str) -> dict[str, Any]:
+    """For queues whose messages return to the work queue when they expire or are rejected."""
+    return {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": queue}
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)

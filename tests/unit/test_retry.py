@@ -1,0 +1,77 @@
+"""The single ack/nack decision and its backoff."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from kube_transcode_worker.errors import JobCancelledError, PermanentJobError, TransientJobError
+from kube_transcode_worker.retry import (
+    Ack,
+    DeadLetter,
+    Failed,
+    Interrupted,
+    Requeue,
+    Retry,
+    RetryPolicy,
+    Succeeded,
+    decide,
+)
+
+pytestmark = pytest.mark.unit
+
+POLICY = RetryPolicy(max_attempts=3, base_seconds=10, max_seconds=25)
+BUSY = Failed(TransientJobError("SourceUnavailable", "HTTP 503"))
+
+
+def test_success_acks_and_shutdown_requeues_without_spending_an_attempt() -> None:
+    assert decide(Succeeded(), 1, POLICY) == Ack()
+    assert decide(Interrupted(), 3, POLICY) == Requeue()
+
+
+def test_transient_failures_retry_with_the_next_attempt_until_the_limit() -> None:
+    first = decide(BUSY, 1, POLICY, rng=random.Random(1))
+    assert isinstance(first, Retry) and first.next_attempt == 2
+    assert first.reason == "SourceUnavailable" and 0 <= first.delay_seconds <= 10
+    assert isinstance(decide(BUSY, 2, POLICY), Retry)
+    last = decide(BUSY, 3, POLICY)
+    assert isinstance(last, DeadLetter) and last.reason == "SourceUnavailable"
+    assert "3 of 3 attempts" in last.message
+
+
+def test_a_jobs_own_limit_lowers_the_workers_but_never_raises_it() -> None:
+    assert isinstance(decide(BUSY, 1, POLICY, max_attempts=1), DeadLetter)
+    assert isinstance(decide(BUSY, 3, POLICY, max_attempts=10), DeadLetter)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        PermanentJobError("SourceNotFound", "404"),
+        TransientJobError("InvalidMessage", "never retried by policy"),
+    ],
+)
+def test_errors_that_retrying_cannot_fix_are_dead_lettered_at_once(
+    error: TransientJobError,
+) -> None:
+    assert decide(Failed(error), 1, POLICY) == DeadLetter(error.reason, error.message)
+
+
+def test_a_cancel_that_is_not_a_shutdown_counts_as_a_transient_failure() -> None:
+    assert isinstance(decide(Failed(JobCancelledError()), 1, POLICY), Retry)
+
+
+def test_backoff_is_full_jitter_under_an_exponential_capped_bound() -> None:
+    assert [POLICY.cap_seconds(a) for a in (1, 2, 3, 4)] == [10, 20, 25, 25]
+    rng = random.Random(7)
+    delays = [POLICY.backoff_seconds(2, rng) for _ in range(500)]
+    assert all(0 <= d <= 20 for d in delays)
+    assert min(delays) < 2 and max(delays) > 18  # spread over the whole range
+
+
+def test_inconsistent_policies_are_refused() -> None:
+    with pytest.raises(ValueError, match="inconsistent"):
+        RetryPolicy(max_attempts=0)
+    with pytest.raises(ValueError, match="inconsistent"):
+        RetryPolicy(base_seconds=10, max_seconds=5)

@@ -1,0 +1,125 @@
+"""One job, end to end: fetch, probe, plan, encode, master playlist, store; scratch removed.
+
+Runs in the worker's job thread. It raises JobError subclasses for the consumer to settle and
+never touches the broker itself: phases and progress go through the reporter.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from kube_transcode.ladder import AUDIO_RENDITION_NAME, LadderPlan, SourceInfo, plan_ladder
+from kube_transcode.messages import JobMessage, JobOutputs, Phase, RenditionOutput
+from kube_transcode_worker.encode import run_encode
+from kube_transcode_worker.errors import PermanentJobError
+from kube_transcode_worker.events import AttemptReporter
+from kube_transcode_worker.fetch import Fetcher
+from kube_transcode_worker.hls import (
+    MASTER_PLAYLIST_NAME,
+    parse_master_playlist,
+    write_master_playlist,
+)
+from kube_transcode_worker.metrics import WorkerMetrics
+from kube_transcode_worker.probe import probe_source
+from kube_transcode_worker.settings import WorkerSettings
+from kube_transcode_worker.store import LadderStore
+
+log = logging.getLogger(__name__)
+
+SOURCE_NAME = "source"
+LADDER_DIR = "ladder"
+
+
+@dataclass(frozen=True)
+class JobTools:
+    """What every job uses, built once per worker."""
+
+    settings: WorkerSettings
+    fetcher: Fetcher
+    store: LadderStore
+    metrics: WorkerMetrics
+
+
+def run_job(
+    message: JobMessage, tools: JobTools, reporter: AttemptReporter, cancel: threading.Event
+) -> JobOutputs:
+    settings, metrics = tools.settings, tools.metrics
+    settings.worker_dir.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f"job-{message.job.uid}-", dir=settings.worker_dir))
+    try:
+        reporter.phase(Phase.fetching)
+        fetched = tools.fetcher.fetch(message.source, scratch / SOURCE_NAME, cancel)
+        metrics.fetch_seconds.observe(fetched.seconds)
+        metrics.fetched_bytes.inc(fetched.size_bytes)
+        log.info("fetched %d bytes in %.1f s", fetched.size_bytes, fetched.seconds)
+
+        reporter.phase(Phase.probing)
+        source = probe_source(fetched.path, settings.probe_limits)
+        plan = _plan(message, source)
+
+        reporter.phase(Phase.transcoding)
+        ladder = scratch / LADDER_DIR
+        encoded = run_encode(
+            plan,
+            fetched.path,
+            ladder,
+            reporter.progress,
+            cancel,
+            preset=settings.ffmpeg_preset,
+            allowed_demuxers=settings.probe_limits.allowed_demuxers,
+        )
+        metrics.encode_seconds.observe(encoded.elapsed_seconds)
+        if encoded.elapsed_seconds > 0:
+            metrics.encode_speed.observe(encoded.encoded_seconds / encoded.elapsed_seconds)
+        master = write_master_playlist(ladder, plan)
+
+        reporter.phase(Phase.uploading)
+        out = message.output
+        stored = tools.store.publish(ladder, out.bucket, out.prefix, cancel)
+        metrics.upload_seconds.observe(stored.seconds)
+        log.info(
+            "stored %d objects (%d bytes) in %.1f s, removed %d stale",
+            len(stored.keys),
+            stored.bytes_uploaded,
+            stored.seconds,
+            len(stored.removed),
+        )
+        return outputs(message, plan, master.read_text())
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _plan(message: JobMessage, source: SourceInfo) -> LadderPlan:
+    try:
+        return plan_ladder(source, message.ladder.resolve(), hls=message.hls)
+    except ValueError as exc:
+        raise PermanentJobError("InvalidLadder", str(exc)) from None
+
+
+def outputs(message: JobMessage, plan: LadderPlan, master_text: str) -> JobOutputs:
+    """What the job produced, as the master playlist tells a player."""
+    renditions = []
+    for variant in parse_master_playlist(master_text).variants:
+        attributes = variant.attributes
+        width, _, height = attributes["RESOLUTION"].partition("x")
+        renditions.append(
+            RenditionOutput(
+                name=variant.uri.split("/", 1)[0],
+                width=int(width),
+                height=int(height),
+                bandwidth=int(attributes["BANDWIDTH"]),
+                average_bandwidth=int(attributes.get("AVERAGE-BANDWIDTH", 0)),
+                codecs=attributes.get("CODECS", ""),
+                playlist_uri=message.output.uri(variant.uri),
+            )
+        )
+    return JobOutputs(
+        master_uri=message.output.uri(MASTER_PLAYLIST_NAME),
+        renditions=tuple(renditions),
+        has_audio=plan.audio is not None and AUDIO_RENDITION_NAME in master_text,
+    )
