@@ -191,3 +191,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         marks = {m.name for m in item.iter_markers()} & suites
         if len(marks) != 1:
             raise pytest.UsageError(f"{item.nodeid}: mark it with exactly one of {sorted(suites)}")
+
+
+@pytest.fixture(scope="module")
+def installed_operator_paused(kube: Stack) -> Iterator[None]:
+    """Tests that run their own operator in-process pause the one `make up` installed, so two
+    operators never act on the same TranscodeJobs; it is scaled back afterwards."""
+    from kube_transcode_devstack.layout import tools_bin
+
+    k = Kubectl(kube.layout.kubeconfig, "kube-transcode", tools_bin())
+    deployment = "deployment/kube-transcode-operator"
+    replicas = k("get", deployment, "-o", "jsonpath={.spec.replicas}", check=False).strip()
+    if not replicas.isdigit() or replicas == "0":
+        yield
+        return
+    k("scale", deployment, "--replicas=0")
+    k("wait", "pods", "-l", "app.kubernetes.io/component=operator", "--for=delete", "--timeout=90s")
+    try:
+        yield
+    finally:
+        k("scale", deployment, f"--replicas={replicas}")

@@ -14,7 +14,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kt-devstack", description=__doc__)
     parser.add_argument("--state", type=Path, default=Path(".local"), help="state folder")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="start every process (harmless when already running)")
+    up = sub.add_parser("up", help="start every process (harmless when already running)")
+    up.add_argument(
+        "--no-release",
+        action="store_true",
+        help="only the stack: skip installing the chart and transcoding the example",
+    )
     sub.add_parser("down", help="stop every process")
     sub.add_parser("status", help="list the processes and endpoints")
     interrupt = sub.add_parser(
@@ -29,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         start = time.monotonic()
         stack.up()
         print(f"local stack up in {time.monotonic() - start:.0f} s")
+        if not args.no_release:
+            _release(stack)
         print(f"  use it:  . {stack.layout.env_file}   then   kubectl get nodes")
         return 0
     if args.command == "interrupt":
@@ -50,6 +57,21 @@ def main(argv: list[str] | None = None) -> int:
             if key.startswith("KT_") and "SECRET" not in key and "URL" in key:
                 print(f"  {key}={value.split('@')[-1]}")
     return 1 if failed else 0
+
+
+def _release(stack: Stack) -> None:
+    from . import release
+
+    start = time.monotonic()
+    release.ensure_buckets(stack)
+    release.install_chart(stack)
+    print(f"chart installed with helm in {time.monotonic() - start:.0f} s")
+    start = time.monotonic()
+    status = release.transcode_example(stack)
+    outputs = status.get("outputs", {})
+    print(f"example TranscodeJob succeeded in {time.monotonic() - start:.0f} s")
+    print(f"  master playlist: {outputs.get('masterPlaylist')}")
+    print(f"  over HTTP:       {outputs.get('masterPlaylistUrl')}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,167 @@
+"""The chart installed into the local stack with the real helm, and an example TranscodeJob
+transcoded end to end: what `make up` finishes with."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import boto3
+import yaml
+
+from .layout import tools_bin
+from .stack import Stack
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "kube-transcode"
+RELEASE = "kube-transcode"
+NAMESPACE = "kube-transcode"
+DEFAULT_BUCKET = "kube-transcode"
+SOURCES_BUCKET = "sources"
+EXAMPLE_KEY = "examples/testcard-720p.mp4"
+
+
+def s3_client(stack: Stack) -> Any:
+    c = stack.credentials
+    return boto3.client(
+        "s3",
+        endpoint_url=stack.minio.endpoint,
+        aws_access_key_id=c.s3_access_key,
+        aws_secret_access_key=c.s3_secret_key,
+        region_name="us-east-1",
+    )
+
+
+def ensure_buckets(stack: Stack) -> None:
+    s3 = s3_client(stack)
+    existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+    for bucket in (DEFAULT_BUCKET, SOURCES_BUCKET):
+        if bucket not in existing:
+            s3.create_bucket(Bucket=bucket)
+
+
+def helm_values(stack: Stack, worker_replicas: int = 1) -> dict[str, Any]:
+    c = stack.credentials
+    return {
+        "local": True,
+        "rabbitmq": {"url": stack.rabbitmq.url},
+        "s3": {
+            "endpointUrl": stack.minio.endpoint,
+            "accessKeyId": c.s3_access_key,
+            "secretAccessKey": c.s3_secret_key,
+        },
+        "operator": {"defaultBucket": DEFAULT_BUCKET},
+        "worker": {"replicas": worker_replicas},
+    }
+
+
+def install_chart(stack: Stack, worker_replicas: int = 1, timeout: str = "5m") -> None:
+    """helm upgrade --install, waiting until every Pod is Ready. Credentials go through a
+    private values file, never the command line."""
+    values = stack.layout.state / "helm-values.yaml"
+    values.write_text(yaml.safe_dump(helm_values(stack, worker_replicas)))
+    values.chmod(0o600)
+    _run(
+        [
+            str(tools_bin() / "helm"),
+            "upgrade",
+            "--install",
+            RELEASE,
+            str(CHART),
+            "--kubeconfig",
+            str(stack.layout.kubeconfig),
+            "--namespace",
+            NAMESPACE,
+            "--create-namespace",
+            "-f",
+            str(values),
+            "--wait",
+            "--timeout",
+            timeout,
+        ]
+    )
+
+
+def make_example_source(stack: Stack) -> str:
+    """A 10 s 720p test card with a tone, generated once and uploaded to the sources bucket."""
+    local = stack.layout.data / "example-source.mp4"
+    if not local.exists():
+        _run(
+            [
+                "ffmpeg",
+                "-nostdin",
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=1280x720:rate=30:duration=10",
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=frequency=440:sample_rate=48000:duration=10",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-pix_fmt",
+                "yuv420p",
+                "-c:a",
+                "aac",
+                "-shortest",
+                "-movflags",
+                "+faststart",
+                str(local),
+            ]
+        )
+    s3_client(stack).upload_file(str(local), SOURCES_BUCKET, EXAMPLE_KEY)
+    return f"s3://{SOURCES_BUCKET}/{EXAMPLE_KEY}"
+
+
+def example_job(source_url: str, name: str = "example") -> dict[str, Any]:
+    return {
+        "apiVersion": "kubetranscode.io/v1alpha1",
+        "kind": "TranscodeJob",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "source": {"url": source_url},
+            "ladder": {
+                "rungs": [
+                    {"name": "360p"},
+                    {"name": "720p"},
+                ]
+            },
+        },
+    }
+
+
+def transcode_example(stack: Stack, timeout_seconds: int = 300) -> dict[str, Any]:
+    """Apply the example job afresh, wait for Succeeded, return its status."""
+    kubectl = [str(tools_bin() / "kubectl"), "--kubeconfig", str(stack.layout.kubeconfig)]
+    job = example_job(make_example_source(stack))
+    _run([*kubectl, "delete", "transcodejob", "example", "-n", "default", "--ignore-not-found"])
+    _run([*kubectl, "apply", "-f", "-"], input=yaml.safe_dump(job))
+    _run(
+        [
+            *kubectl,
+            "wait",
+            "transcodejob/example",
+            "-n",
+            "default",
+            "--for=condition=Succeeded",
+            f"--timeout={timeout_seconds}s",
+        ]
+    )
+    out = _run([*kubectl, "get", "transcodejob/example", "-n", "default", "-o", "json"])
+    status: dict[str, Any] = json.loads(out)["status"]
+    return status
+
+
+def _run(argv: list[str], input: str | None = None) -> str:
+    proc = subprocess.run(argv, input=input, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{Path(argv[0]).name} {' '.join(argv[1:3])} failed:\n{proc.stderr}")
+    return proc.stdout

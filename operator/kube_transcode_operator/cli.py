@@ -1,0 +1,29 @@
+"""`kube-transcode-operator`: the operator as one process, with kopf's liveness endpoint."""
+
+from __future__ import annotations
+
+import logging
+
+import kopf
+
+from kube_transcode_operator.handlers.startup import load_settings
+
+
+def main() -> None:
+    """Like `kopf run -m kube_transcode_operator.main --standalone -A --liveness ...`."""
+    import kube_transcode_operator.main  # noqa: F401 - registers the handlers
+
+    settings = load_settings()
+    kopf.configure(verbose=False)
+    # pika logs every failed connection attempt with a traceback; the consumer logs one line.
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
+    kopf.run(
+        standalone=True,
+        clusterwide=not settings.watch_namespaces,
+        namespaces=settings.watch_namespaces,
+        liveness_endpoint=settings.liveness_endpoint,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""kopf handlers: what main.py wires to events, one module per concern."""

@@ -1,0 +1,58 @@
+"""The finalizer: stop the job's work, then remove its partial outputs from S3."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+import botocore.exceptions
+import kopf
+
+from kube_transcode.messages import JobRef
+from kube_transcode_operator import metrics, status
+from kube_transcode_operator.cancelling import cancel_work
+from kube_transcode_operator.conditions import parse_timestamp
+from kube_transcode_operator.runtime import runtime_of
+
+Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
+POLL_SECONDS = 2
+
+
+async def finalize(body: kopf.Body, memo: kopf.Memo, logger: Logger) -> None:
+    with metrics.counting_errors("delete"):
+        runtime = runtime_of(memo)
+        current = dict(body.status)
+        published = current.get("published")
+        if not published:
+            return  # nothing was ever queued, nothing written
+        meta = body.meta
+        now = datetime.now(UTC)
+        bucket = str(published.get("bucket") or runtime.settings.default_bucket)
+        prefix = str(published.get("prefix") or f"{meta.namespace}/{meta.name}")
+        phase = current.get("phase")
+        if phase not in status.TERMINAL_PHASES:
+            job = JobRef(
+                uid=str(meta.uid),
+                namespace=str(meta.namespace),
+                name=str(meta.name),
+                generation=int(meta["generation"]),
+            )
+            await cancel_work(runtime, job, bucket, "Deleted", "the job was deleted", now)
+            deleting_since = parse_timestamp(meta.get("deletionTimestamp")) or now
+            waited = (now - deleting_since).total_seconds()
+            if phase == "Running" and waited < runtime.settings.cancel_grace_seconds:
+                # A worker that has not stopped yet could upload after the cleanup below.
+                raise kopf.TemporaryError(
+                    f"waiting for worker {current.get('worker')} to stop", delay=POLL_SECONDS
+                )
+        if phase == "Succeeded":
+            logger.info("keeping the outputs of the succeeded job at s3://%s/%s/", bucket, prefix)
+            return
+        try:
+            removed = await asyncio.to_thread(runtime.outputs.delete_prefix, bucket, prefix)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
+            raise kopf.TemporaryError(
+                f"cannot remove partial outputs: {error}", delay=POLL_SECONDS
+            ) from error
+        logger.info("removed %d partial output objects under s3://%s/%s/", removed, bucket, prefix)

@@ -1,0 +1,84 @@
+"""Operator start and stop: kopf's settings (here and nowhere else) and the shared runtime."""
+
+from __future__ import annotations
+
+import logging
+
+import kopf
+from pydantic import ValidationError
+
+from kube_transcode_operator import metrics
+from kube_transcode_operator.cleanup import OutputStore
+from kube_transcode_operator.credentials import load_client_config
+from kube_transcode_operator.event_consumer import EventConsumer
+from kube_transcode_operator.jobstore import JobStore
+from kube_transcode_operator.kube_events import EventPoster
+from kube_transcode_operator.publisher import Publisher
+from kube_transcode_operator.runtime import MEMO_KEY, Runtime, runtime_of
+from kube_transcode_operator.settings import OperatorSettings
+from kube_transcode_operator.worker_events import WorkerEventHandler
+
+Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
+FINALIZER = "kubetranscode.io/cleanup"
+ANNOTATIONS_PREFIX = "kubetranscode.io"
+
+
+def load_settings() -> OperatorSettings:
+    """The settings, or an error that names every bad KT_* variable."""
+    try:
+        return OperatorSettings()  # type: ignore[call-arg]  # filled from the environment
+    except ValidationError as error:
+        problems = "\n".join(
+            f"  KT_{str(e['loc'][0]).upper() if e['loc'] else '?'}: {e['msg']}"
+            for e in error.errors(include_url=False)
+        )
+        raise kopf.PermanentError(f"invalid operator configuration:\n{problems}") from None
+
+
+def configure(kopf_settings: kopf.OperatorSettings) -> None:
+    kopf_settings.persistence.finalizer = FINALIZER
+    kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix=ANNOTATIONS_PREFIX
+    )
+    kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATIONS_PREFIX, key="last-handled-configuration"
+    )
+    # Only the Events the handlers post on purpose, not every log line.
+    kopf_settings.posting.loggers = False
+    kopf_settings.watching.server_timeout = 300
+    kopf_settings.networking.request_timeout = 60
+
+
+async def start(kopf_settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Logger) -> None:
+    configure(kopf_settings)
+    settings = load_settings()
+    load_client_config()
+    jobs = JobStore()
+    handler = WorkerEventHandler(jobs, settings, EventPoster().post)
+    runtime = Runtime(
+        settings=settings,
+        publisher=Publisher(
+            settings.rabbitmq_url.get_secret_value(),
+            timeout_seconds=settings.publish_timeout_seconds,
+        ),
+        outputs=OutputStore(settings),
+        jobs=jobs,
+        consumer=EventConsumer(
+            settings.rabbitmq_url.get_secret_value(),
+            settings.events_queue,
+            handler.handle,
+            handler.flush,
+        ),
+    )
+    memo[MEMO_KEY] = runtime
+    metrics.serve(settings.bind_address, settings.metrics_port)
+    runtime.consumer.start()
+    logger.info("consuming worker events from %s", settings.events_queue)
+
+
+async def stop(memo: kopf.Memo) -> None:
+    if MEMO_KEY not in memo:
+        return
+    runtime = runtime_of(memo)
+    runtime.consumer.stop()
+    await runtime.publisher.close()

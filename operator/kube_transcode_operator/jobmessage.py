@@ -1,0 +1,54 @@
+"""The JobMessage for one generation of a TranscodeJob: validated, resolved, ready to publish."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from kube_transcode.ladder import HlsOptions
+from kube_transcode.messages import JobMessage, JobRef, OutputLocation, Priority
+from kube_transcode_operator.jobspec import TranscodeJobSpec
+from kube_transcode_operator.ladders import ladder_request
+from kube_transcode_operator.queues import job_queue_name
+from kube_transcode_operator.settings import OperatorSettings
+from kube_transcode_operator.validation import (
+    check_output_allowed,
+    check_source_allowed,
+    output_location,
+)
+
+
+@dataclass(frozen=True)
+class Work:
+    message: JobMessage
+    queue: str
+
+
+def build_work(
+    spec: TranscodeJobSpec,
+    ref: JobRef,
+    settings: OperatorSettings,
+    *,
+    started: datetime,
+) -> Work:
+    """Raises JobRejectedError when the spec may not run in this namespace."""
+    check_source_allowed(spec.source.url, settings)
+    location = output_location(spec, ref.namespace, ref.name, settings)
+    check_output_allowed(location, ref.namespace, settings)
+    deadline = (
+        started + timedelta(seconds=spec.active_deadline_seconds)
+        if spec.active_deadline_seconds is not None
+        else None
+    )
+    message = JobMessage(
+        job=ref,
+        attempt=1,
+        max_attempts=spec.retry.attempts,
+        priority=Priority(spec.priority),
+        source=spec.source.url,
+        ladder=ladder_request(spec.ladder),
+        hls=HlsOptions(segment_seconds=spec.hls.segment_seconds),
+        output=OutputLocation(bucket=location.bucket, prefix=location.prefix),
+        deadline=deadline,
+    )
+    return Work(message=message, queue=job_queue_name(spec.pool))

@@ -1,0 +1,66 @@
+"""The TranscodeJob spec as a typed model, defaults as in the CRD (which applies them first).
+
+The API server already rejected what the schema can express; parsing here only turns the
+body into types, so an error here means the CRD and this model disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+Priority = Literal["low", "normal", "high"]
+Preset = Literal["standard", "mobile", "hd"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True)
+
+
+class Source(_Model):
+    url: str
+
+
+class RungSpec(_Model):
+    name: str
+    height: int | None = None
+    video_bitrate_kbps: int | None = None
+
+
+class LadderSpec(_Model):
+    preset: Preset | None = None
+    rungs: tuple[RungSpec, ...] | None = None
+
+
+class OutputSpec(_Model):
+    bucket: str | None = None
+    prefix: str | None = None
+
+
+class HlsSpec(_Model):
+    segment_seconds: int = 6
+
+
+class RetrySpec(_Model):
+    attempts: int = Field(default=3, ge=1)
+    backoff_seconds: int = Field(default=10, ge=1)
+    max_backoff_seconds: int = Field(default=300, ge=1)
+
+
+class TranscodeJobSpec(_Model):
+    source: Source
+    ladder: LadderSpec = LadderSpec(preset="standard")
+    priority: Priority = "normal"
+    pool: str = "default"
+    output: OutputSpec = OutputSpec()
+    hls: HlsSpec = HlsSpec()
+    retry: RetrySpec = RetrySpec()
+    active_deadline_seconds: int | None = None
+    ttl_seconds_after_finished: int | None = None
+
+    @classmethod
+    def from_body(cls, spec: Mapping[str, Any]) -> TranscodeJobSpec:
+        return cls.model_validate(dict(spec))

@@ -1,0 +1,88 @@
+"""kopf's entry: decorators wired to one-line calls into handlers/.
+
+Run with `kube-transcode-operator` (cli.py) or `kopf run -m kube_transcode_operator.main -A`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from kube_transcode_operator import credentials
+from kube_transcode_operator.handlers import deletion, jobs, lifecycle, startup
+from kube_transcode_operator.jobstore import GROUP, PLURAL, VERSION
+
+Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
+JOBS = (GROUP, VERSION, PLURAL)
+DEADLINE_INTERVAL_SECONDS = 5.0
+TTL_INTERVAL_SECONDS = 10.0
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    return credentials.kopf_connection() or kopf.login_via_client(**kwargs)
+
+
+@kopf.on.startup()
+async def on_startup(
+    settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Logger, **_: Any
+) -> None:
+    await startup.start(settings, memo, logger)
+
+
+@kopf.on.cleanup()
+async def on_cleanup(memo: kopf.Memo, **_: Any) -> None:
+    await startup.stop(memo)
+
+
+@kopf.on.create(*JOBS)
+async def on_create(
+    body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, logger: Logger, **_: Any
+) -> None:
+    await jobs.reconcile(body, patch, memo, retry, logger)
+
+
+@kopf.on.update(*JOBS, field="spec")
+async def on_spec_change(
+    body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, logger: Logger, **_: Any
+) -> None:
+    await jobs.reconcile(body, patch, memo, retry, logger)
+
+
+@kopf.on.resume(*JOBS)
+async def on_resume(
+    body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, logger: Logger, **_: Any
+) -> None:
+    await jobs.reconcile(body, patch, memo, retry, logger)
+
+
+@kopf.on.delete(*JOBS)
+async def on_delete(body: kopf.Body, memo: kopf.Memo, logger: Logger, **_: Any) -> None:
+    await deletion.finalize(body, memo, logger)
+
+
+@kopf.timer(
+    *JOBS,
+    interval=DEADLINE_INTERVAL_SECONDS,
+    when=lambda spec, status, **_: lifecycle.has_deadline_running(spec, status),
+)
+async def deadline(
+    body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: Logger, **_: Any
+) -> None:
+    await lifecycle.enforce_deadline(body, patch, memo, logger)
+
+
+@kopf.timer(
+    *JOBS,
+    interval=TTL_INTERVAL_SECONDS,
+    when=lambda spec, status, **_: lifecycle.has_ttl_finished(spec, status),
+)
+async def ttl(body: kopf.Body, memo: kopf.Memo, logger: Logger, **_: Any) -> None:
+    await lifecycle.expire(body, memo, logger)
+
+
+@kopf.on.event(*JOBS)
+def phases(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+    jobs.observe_phase(event.get("type"), body)

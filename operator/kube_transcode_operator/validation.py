@@ -1,0 +1,84 @@
+"""Rules beyond the schema: which sources and output locations a namespace may use.
+
+The output rule: in the default bucket a namespace writes only under `<namespace>/` (the
+prefix defaults to `<namespace>/<name>`); another bucket must list the namespace (a glob) in
+KT_OUTPUT_BUCKETS, and then any prefix in it is the namespace's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from urllib.parse import urlsplit
+
+from kube_transcode_operator.jobspec import TranscodeJobSpec
+from kube_transcode_operator.settings import OperatorSettings
+
+
+class JobRejectedError(Exception):
+    """The spec passed the schema but may not run; reason is one PascalCase word."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True)
+class OutputLocation:
+    bucket: str
+    prefix: str
+
+    @property
+    def master_playlist_key(self) -> str:
+        return f"{self.prefix}/master.m3u8"
+
+    @property
+    def master_playlist_uri(self) -> str:
+        return f"s3://{self.bucket}/{self.master_playlist_key}"
+
+    def http_url(self, public_base: str | None) -> str | None:
+        if public_base is None:
+            return None
+        return f"{public_base}/{self.bucket}/{self.master_playlist_key}"
+
+
+def output_location(
+    spec: TranscodeJobSpec, namespace: str, name: str, settings: OperatorSettings
+) -> OutputLocation:
+    """The bucket and prefix with the operator's defaults filled in."""
+    return OutputLocation(
+        bucket=spec.output.bucket or settings.default_bucket,
+        prefix=spec.output.prefix or f"{namespace}/{name}",
+    )
+
+
+def check_output_allowed(
+    location: OutputLocation, namespace: str, settings: OperatorSettings
+) -> None:
+    if location.bucket == settings.default_bucket:
+        if not location.prefix.startswith(f"{namespace}/"):
+            raise JobRejectedError(
+                "OutputNotAllowed",
+                f"in the default bucket {location.bucket!r} a job in namespace {namespace!r} "
+                f"may only write under {namespace + '/'!r}, not {location.prefix!r}",
+            )
+        return
+    patterns = settings.output_buckets.get(location.bucket, [])
+    if not any(fnmatchcase(namespace, pattern) for pattern in patterns):
+        raise JobRejectedError(
+            "OutputNotAllowed",
+            f"namespace {namespace!r} may not write to bucket {location.bucket!r}; "
+            f"use the default bucket {settings.default_bucket!r} or ask an operator "
+            "administrator to allow it (KT_OUTPUT_BUCKETS)",
+        )
+
+
+def check_source_allowed(url: str, settings: OperatorSettings) -> None:
+    scheme = urlsplit(url).scheme
+    if scheme not in settings.allowed_source_schemes:
+        allowed = ", ".join(f"{s}://" for s in settings.allowed_source_schemes)
+        raise JobRejectedError(
+            "SourceNotAllowed",
+            f"source scheme {scheme}:// is not allowed by this operator (allowed: {allowed})",
+        )

@@ -1,0 +1,144 @@
+"""The TranscodeJob CRD at the real API server: bad specs refused with readable messages,
+good ones stored with their defaults."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from kube_transcode_devstack.layout import tools_bin
+from kube_transcode_devstack.stack import Stack
+from tests.conftest import ROOT, Kubectl
+
+# No operator may act on these jobs: they check what the API server alone does.
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("installed_operator_paused")]
+
+CRD = ROOT / "crds" / "transcodejobs.yaml"
+
+
+def install_crd(kubeconfig: Path) -> None:
+    kubectl = [str(tools_bin() / "kubectl"), "--kubeconfig", str(kubeconfig)]
+    subprocess.run(
+        [*kubectl, "apply", "--server-side", "--force-conflicts", "-f", str(CRD)],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [*kubectl, "wait", "--for=condition=Established", "--timeout=60s",
+         "crd/transcodejobs.kubetranscode.io"],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def crd(kube: Stack) -> None:
+    install_crd(kube.layout.kubeconfig)
+
+
+def job(name: str, spec: dict[str, object]) -> str:
+    return json.dumps(
+        {
+            "apiVersion": "kubetranscode.io/v1alpha1",
+            "kind": "TranscodeJob",
+            "metadata": {"name": name},
+            "spec": spec,
+        }
+    )
+
+
+def refused(kubectl: Kubectl, spec: dict[str, object]) -> str:
+    out = kubectl("apply", "-f", "-", input=job("bad", spec), check=False)
+    assert "is invalid" in out, f"the API server accepted {spec}: {out}"
+    return out
+
+
+SOURCE = {"url": "s3://media/in/video.mp4"}
+
+
+@pytest.mark.usefixtures("crd")
+def test_defaults_are_filled_in(namespace: Kubectl) -> None:
+    namespace("apply", "-f", "-", input=job("defaults", {"source": SOURCE}))
+    spec = json.loads(namespace("get", "tj", "defaults", "-o", "json"))["spec"]
+    assert spec["priority"] == "normal"
+    assert spec["pool"] == "default"
+    assert spec["ladder"] == {"preset": "standard"}
+    assert spec["hls"] == {"segmentSeconds": 6}
+    assert spec["retry"] == {"attempts": 3, "backoffSeconds": 10, "maxBackoffSeconds": 300}
+    assert spec["output"] == {}
+
+
+@pytest.mark.usefixtures("crd")
+def test_explicit_rungs_may_name_standard_rungs(namespace: Kubectl) -> None:
+    spec = {
+        "source": {"url": "https://videos.example.com/a.mp4"},
+        "ladder": {"rungs": [{"name": "720p"}, {"name": "small", "height": 200,
+                                               "videoBitrateKbps": 300}]},
+        "priority": "high",
+        "output": {"bucket": "media", "prefix": "shows/ep-1"},
+    }  # fmt: skip
+    namespace("apply", "-f", "-", input=job("explicit", spec))
+    printed = namespace("get", "tj", "explicit")
+    assert printed.split("\n")[0].split() == [
+        "NAME", "PHASE", "PROGRESS", "PRIORITY", "POOL", "ATTEMPTS", "AGE",
+    ]  # fmt: skip
+    assert "high" in printed and "default" in printed
+
+
+@pytest.mark.usefixtures("crd")
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({}, 'spec.source: Required value'),
+        ({"source": {"url": "ftp://host/a.mp4"}}, "source.url must start with s3:// or https://"),
+        ({"source": {"url": "s3://bucket"}}, "source.url must name a host or bucket and an object"),
+        ({"source": SOURCE, "priority": "urgent"},
+         'spec.priority: Unsupported value: "urgent": supported values: "low", "normal", "high"'),
+        ({"source": SOURCE, "ladder": {"preset": "mobile", "rungs": [{"name": "240p"}]}},
+         "exactly one of ladder.preset or ladder.rungs must be set"),
+        ({"source": SOURCE, "ladder": {}}, "exactly one of ladder.preset or ladder.rungs"),
+        ({"source": SOURCE, "ladder": {"rungs": [{"name": "720p"}, {"name": "720p"}]}},
+         "ladder.rungs names must be unique"),
+        ({"source": SOURCE, "ladder": {"rungs": [{"name": "tiny"}]}},
+         "rung tiny: height and videoBitrateKbps are required unless the name is a standard"),
+        ({"source": SOURCE, "ladder": {"rungs": [
+            {"name": "odd", "height": 241, "videoBitrateKbps": 300}]}},
+         "rung odd: height must be even"),
+        ({"source": SOURCE, "ladder": {"preset": "cinema"}},
+         "spec.ladder.preset: Unsupported value"),
+        ({"source": SOURCE, "hls": {"segmentSeconds": 30}},
+         "spec.hls.segmentSeconds in body should be less than or equal to 10"),
+        ({"source": SOURCE, "retry": {"attempts": 0}},
+         "spec.retry.attempts in body should be greater than or equal to 1"),
+        ({"source": SOURCE, "retry": {"backoffSeconds": 60, "maxBackoffSeconds": 30}},
+         "retry.maxBackoffSeconds must be at least retry.backoffSeconds"),
+        ({"source": SOURCE, "output": {"prefix": "a/../b"}},
+         "output.prefix must not contain '.' or '..' segments"),
+        ({"source": SOURCE, "output": {"prefix": "/abs"}},
+         "output.prefix must be path segments"),
+        ({"source": SOURCE, "pool": "GPU_pool"}, "spec.pool in body should match"),
+    ],
+    ids=[
+        "no-source", "ftp-source", "no-object", "bad-priority", "preset-and-rungs",
+        "neither", "duplicate-rungs", "custom-rung-incomplete", "odd-height", "unknown-preset",
+        "long-segments", "zero-attempts", "backoff-order", "dotdot-prefix", "absolute-prefix",
+        "bad-pool",
+    ],
+)  # fmt: skip
+def test_bad_specs_are_refused_with_a_readable_message(
+    namespace: Kubectl, spec: dict[str, object], message: str
+) -> None:
+    assert message in refused(namespace, spec)
+
+
+@pytest.mark.usefixtures("crd")
+def test_only_the_operator_writes_status(namespace: Kubectl) -> None:
+    """A user's apply cannot set status: it goes through the status subresource."""
+    body = json.loads(job("status", {"source": SOURCE}))
+    body["status"] = {"phase": "Succeeded"}
+    namespace("apply", "-f", "-", input=json.dumps(body))
+    stored = json.loads(namespace("get", "tj", "status", "-o", "json"))
+    assert "status" not in stored or stored["status"].get("phase") is None
