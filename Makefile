@@ -12,7 +12,7 @@ STATE    ?= $(CURDIR)/.local
 
 .PHONY: help
 help: ## Show this help.
-	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*?##/ { printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z0-9_-]+:.*?##/ { printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
 
 ##@ Setting up
 
@@ -37,6 +37,14 @@ down: python ## Stop every process of the local stack.
 .PHONY: status
 status: python ## Show the local stack's processes and endpoints.
 	$(RUN) kt-devstack status --state $(STATE)
+
+.PHONY: kind-up
+kind-up: ## Where Docker exists: kind cluster, images built and loaded, chart installed.
+	hack/kind-up.sh
+
+.PHONY: kind-down
+kind-down: ## Delete the kind cluster.
+	hack/tools.sh kind && "$${KT_CACHE:-$${XDG_CACHE_HOME:-$$HOME/.cache}/kube-transcode}/bin/kind" delete cluster --name kube-transcode
 
 ##@ Quality
 

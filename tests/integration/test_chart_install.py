@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import pytest
+import yaml
 
 from kube_transcode_devstack.layout import tools_bin
 from kube_transcode_devstack.stack import Stack
@@ -71,3 +73,28 @@ def test_the_chart_needs_a_broker() -> None:
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert "rabbitmq.url or rabbitmq.existingSecret is required" in proc.stderr
+
+
+def test_kind_values_use_the_images_kind_up_builds_and_pass_a_server_dry_run(
+    namespace: Kubectl,
+) -> None:
+    rendered = helm(
+        "template",
+        "kube-transcode",
+        str(CHART),
+        "--namespace",
+        namespace.namespace,
+        "-f",
+        str(ROOT / "hack" / "kind" / "values.yaml"),
+    )
+    images = set(re.findall(r"image: (\S+)", rendered))
+    assert images == {"kube-transcode/operator:dev", "kube-transcode/worker:dev"}
+    assert set(re.findall(r"imagePullPolicy: (\S+)", rendered)) == {"Never"}
+    namespace("apply", "--dry-run=server", "-f", "-", input=rendered)
+    # The development services, validated in this test's namespace (a dry run creates none).
+    docs = yaml.safe_load_all((ROOT / "hack" / "kind" / "services.yaml").read_text())
+    services = [d for d in docs if d["kind"] != "Namespace"]
+    for doc in services:
+        doc["metadata"]["namespace"] = namespace.namespace
+    out = namespace("apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump_all(services))
+    assert "deployment.apps/rabbitmq created (server dry run)" in out
