@@ -3,9 +3,8 @@ SHELL := /usr/bin/env bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
 
-UV       := hack/uv.sh
-RUN      := $(UV) run --frozen
-PYTEST   := $(RUN) pytest
+BIN      := .venv/bin
+PYTEST   := $(BIN)/pytest
 STATE    ?= $(CURDIR)/.local
 
 ##@ General
@@ -21,22 +20,26 @@ deps: ## Install everything: Debian packages, the locked Python environment, the
 	hack/deps.sh
 
 .PHONY: python
-python: ## Install only the locked Python environment (.venv).
-	$(UV) sync --frozen --quiet
+python: ## Install only the locked Python environment (.venv, from requirements/dev.txt).
+	hack/python.sh
+
+.PHONY: lock
+lock: ## Re-pin Python dependencies after editing pyproject.toml (writes requirements/*.txt).
+	hack/lock.sh
 
 ##@ Local stack (real control plane, RabbitMQ, MinIO; no containers)
 
 .PHONY: up
 up: deps ## Start the local stack, install the chart and transcode an example.
-	$(RUN) kt-devstack up --state $(STATE)
+	$(BIN)/kt-devstack up --state $(STATE)
 
 .PHONY: down
 down: python ## Stop every process of the local stack.
-	$(RUN) kt-devstack down --state $(STATE)
+	$(BIN)/kt-devstack down --state $(STATE)
 
 .PHONY: status
 status: python ## Show the local stack's processes and endpoints.
-	$(RUN) kt-devstack status --state $(STATE)
+	$(BIN)/kt-devstack status --state $(STATE)
 
 .PHONY: kind-up
 kind-up: ## Where Docker exists: kind cluster, images built and loaded, chart installed.
@@ -50,14 +53,14 @@ kind-down: ## Delete the kind cluster.
 
 .PHONY: lint
 lint: python ## ruff (lint and format check) and mypy --strict.
-	$(RUN) ruff check .
-	$(RUN) ruff format --check .
-	$(RUN) mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 .PHONY: fmt
 fmt: python ## Format and autofix with ruff.
-	$(RUN) ruff format .
-	$(RUN) ruff check --fix .
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 .PHONY: test
 test: deps lint ## Install everything, then run lint and every test (unit, integration, e2e).
@@ -79,7 +82,7 @@ test-e2e: deps ## End-to-end tests through kubectl and helm.
 
 .PHONY: bench
 bench: deps ## Run the benchmarks; results go to bench-results/.
-	$(RUN) python -m benchmarks
+	$(BIN)/python -m benchmarks
 
 ##@ Clean up
 

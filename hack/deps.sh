@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the project needs from package registries, skipping what is already there.
-# Debian packages (RabbitMQ, FFmpeg, Prometheus), the Python environment (uv, locked), and the
+# Debian packages (RabbitMQ, FFmpeg, Prometheus), the Python environment (hashed lock), and the
 # pinned Go tools (hack/tools.sh). Safe to run any number of times.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -22,5 +22,5 @@ if [[ ${#missing[@]} -gt 0 ]]; then
   "${sudo_cmd[@]}" rm -f /usr/sbin/policy-rc.d
 fi
 
-"$root/hack/uv.sh" sync --frozen --quiet
+"$root/hack/python.sh"
 "$root/hack/tools.sh"
