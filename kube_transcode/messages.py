@@ -1,6 +1,7 @@
-"""The wire contract between operator and worker: job and event messages, queue topology.
+"""The wire contract between operator and worker: job, event and cancel messages, topology.
 
-Both sides import this module; nothing else defines what travels through RabbitMQ.
+Both sides import this module; nothing else defines what travels through RabbitMQ or names
+where it goes, and both declare the topology with the one `declare_topology` below.
 
 Messages are JSON (UTF-8), validated strictly (unknown fields are errors) and versioned by
 `schema_version`. A change that old readers cannot ignore bumps the version; a reader refuses
@@ -11,7 +12,7 @@ declared with `x-max-priority: 3`. Few levels on purpose: a classic queue keeps 
 queue per level, and three are all the API offers. Priority only reorders waiting messages.
 
 Queue topology for a work queue `Q` (declared identically by everyone who declares it):
-- `Q`: durable, `x-max-priority`, dead-letters to the exchange `Q.dead`.
+- `Q` = `transcode.<pool>`: durable, `x-max-priority`, dead-letters to the exchange `Q.dead`.
 - `Q.dead`: fanout exchange and durable queue; failed and invalid jobs, with the headers
   `x-kt-reason` (one PascalCase word) and `x-kt-message` (for humans).
 - `Q.retry.<n>`: delay queue for the n-th retry; a message waits there for its per-message
@@ -19,6 +20,16 @@ Queue topology for a work queue `Q` (declared identically by everyone who declar
 - `Q.hold.<worker>`: a worker's own queue that keeps a long job's delivery alive (see the
   worker's consumer module); dead-letters back to `Q`.
 Events go to a durable topic exchange with routing key `job.<namespace>.<name>`.
+
+Cancelling. The operator stops a job's work (deleted, superseded by a new generation, past
+its deadline) in two ways, marker first, so a worker that misses the broadcast still finds it:
+- the object `s3://<output bucket>/.kube-transcode/cancelled/<uid>` holding the JobCancel:
+  a worker checks it before it starts a job and again before it stores the master playlist;
+- the JobCancel broadcast on the durable fanout exchange `kube-transcode.control`, which every
+  worker hears through an exclusive, auto-delete queue of its own.
+A JobCancel covers every attempt of the job's uid up to its generation. The worker drops
+covered work without outputs: it acks the delivery (no retry, no dead letter) and reports
+a `failed` event with reason `Cancelled`.
 """
 
 from __future__ import annotations
@@ -27,7 +38,7 @@ import json
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Final, Literal, TypeVar
+from typing import Annotated, Any, Final, Literal, Protocol, TypeVar
 
 from pydantic import (
     AwareDatetime,
@@ -45,7 +56,16 @@ SCHEMA_VERSION: Final = 1
 CONTENT_TYPE: Final = "application/json"
 
 MAX_PRIORITY: Final = 3
+JOB_QUEUE_PREFIX: Final = "transcode"
 DEFAULT_EVENTS_EXCHANGE: Final = "kube-transcode.events"
+# The routing key pattern of every job's events on the events exchange (job.<ns>.<name>).
+ALL_JOB_EVENTS: Final = "job.#"
+# Fanout: every worker binds its own exclusive queue and hears every cancel.
+CONTROL_EXCHANGE: Final = "kube-transcode.control"
+# Objects under this key of a job's output bucket mark cancelled jobs: <prefix>/<uid>.
+CANCELLED_MARKER_PREFIX: Final = ".kube-transcode/cancelled"
+# The reason of the `failed` event of work dropped because its job was cancelled.
+CANCELLED_REASON: Final = "Cancelled"
 REASON_HEADER: Final = "x-kt-reason"
 MESSAGE_HEADER: Final = "x-kt-message"
 ATTEMPT_HEADER: Final = "x-kt-attempt"
@@ -179,8 +199,11 @@ class JobMessage(_Model):
     job: JobRef
     # 1 for the first delivery; the worker republishes with attempt + 1 for each retry.
     attempt: int = Field(default=1, ge=1, le=MAX_ATTEMPTS_LIMIT)
-    # From the job's retry policy; None = the worker's configured default.
+    # From the job's retry policy; None = the worker's configured default. The worker bounds
+    # the backoff by its own maximum.
     max_attempts: int | None = Field(default=None, ge=1, le=MAX_ATTEMPTS_LIMIT)
+    backoff_seconds: float | None = Field(default=None, gt=0)
+    max_backoff_seconds: float | None = Field(default=None, gt=0)
     priority: Priority = Priority.normal
     source: Annotated[str, Field(max_length=4096)]
     ladder: LadderRequest = LadderRequest()
@@ -247,6 +270,23 @@ class JobEvent(_Model):
         return self
 
 
+class JobCancel(_Model):
+    """Stop every attempt of this job up to `job.generation`; do not start queued ones."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    job: JobRef
+    reason: str = Field(pattern=_REASON.pattern)
+    message: str = Field(max_length=1000)
+    at: AwareDatetime
+
+    def covers(self, job: JobRef) -> bool:
+        """Whether work on `job` is cancelled: same uid, a generation not newer than ours."""
+        return job.uid == self.job.uid and job.generation <= self.job.generation
+
+    def describe(self) -> str:
+        return f"cancelled by the operator ({self.reason}: {self.message})"
+
+
 _M = TypeVar("_M", bound=_Model)
 
 
@@ -284,7 +324,11 @@ def decode_event(body: bytes) -> JobEvent:
     return _decode(body, JobEvent)
 
 
-def encode(message: JobMessage | JobEvent) -> bytes:
+def decode_cancel(body: bytes) -> JobCancel:
+    return _decode(body, JobCancel)
+
+
+def encode(message: JobMessage | JobEvent | JobCancel) -> bytes:
     return message.model_dump_json().encode()
 
 
@@ -299,6 +343,15 @@ def job_ref_of(body: bytes) -> JobRef | None:
 
 def event_routing_key(job: JobRef) -> str:
     return f"job.{job.namespace}.{job.name}"
+
+
+def job_queue_name(pool: str) -> str:
+    """A WorkerPool's work queue; the pool's workers consume it as KT_QUEUE."""
+    return f"{JOB_QUEUE_PREFIX}.{pool}"
+
+
+def cancelled_marker_key(uid: str) -> str:
+    return f"{CANCELLED_MARKER_PREFIX}/{uid}"
 
 
 def dead_letter_name(queue: str) -> str:
@@ -320,6 +373,40 @@ def work_queue_arguments(queue: str) -> dict[str, Any]:
 def back_to_queue_arguments(queue: str) -> dict[str, Any]:
     """For queues whose messages return to the work queue when they expire or are rejected."""
     return {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": queue}
+
+
+class AmqpChannel(Protocol):
+    """The part of a pika channel that declares; this package does not depend on pika."""
+
+    def exchange_declare(self, exchange: str, exchange_type: str, *, durable: bool) -> Any: ...
+
+    def queue_declare(
+        self, queue: str, *, durable: bool, arguments: dict[str, Any] | None = None
+    ) -> Any: ...
+
+    def queue_bind(self, queue: str, exchange: str) -> Any: ...
+
+
+def declare_exchanges(channel: AmqpChannel, events_exchange: str = DEFAULT_EVENTS_EXCHANGE) -> None:
+    """Idempotent: the exchanges every side publishes to, events (topic) and control (fanout)."""
+    channel.exchange_declare(events_exchange, exchange_type="topic", durable=True)
+    channel.exchange_declare(CONTROL_EXCHANGE, exchange_type="fanout", durable=True)
+
+
+def declare_topology(
+    channel: AmqpChannel, queue: str, events_exchange: str = DEFAULT_EVENTS_EXCHANGE
+) -> None:
+    """Idempotent: the exchanges, the work queue and its dead-letter exchange and queue.
+
+    Operator and worker both call this: RabbitMQ refuses (PRECONDITION_FAILED) a second
+    declaration of a queue with other arguments, so there must be only one.
+    """
+    declare_exchanges(channel, events_exchange)
+    dead = dead_letter_name(queue)
+    channel.exchange_declare(dead, exchange_type="fanout", durable=True)
+    channel.queue_declare(dead, durable=True)
+    channel.queue_bind(dead, dead)
+    channel.queue_declare(queue, durable=True, arguments=work_queue_arguments(queue))
 
 
 def now_utc() -> datetime:

@@ -8,9 +8,8 @@ from datetime import datetime
 import botocore.exceptions
 import kopf
 
-from kube_transcode.messages import JobRef
+from kube_transcode.messages import JobCancel, JobRef
 from kube_transcode_operator.publisher import BrokerUnavailableError
-from kube_transcode_operator.queues import JobCancel
 from kube_transcode_operator.runtime import Runtime
 
 RETRY_SECONDS = 5
@@ -24,7 +23,7 @@ async def cancel_work(
     The marker goes first: a worker that misses the broadcast (not yet connected, or taking
     the message just now) still finds it before it starts.
     """
-    cancel = JobCancel.for_job(job, reason, message, now)
+    cancel = JobCancel(job=job, reason=reason, message=message, at=now)
     try:
         await asyncio.to_thread(runtime.outputs.mark_cancelled, bucket, cancel)
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 
-from kube_transcode_operator.queues import JobCancel, cancelled_marker_key
+from kube_transcode.messages import CONTENT_TYPE, JobCancel, cancelled_marker_key, encode
 from kube_transcode_operator.settings import OperatorSettings
 
 if TYPE_CHECKING:
@@ -33,8 +33,8 @@ class OutputStore:
         self._s3.put_object(
             Bucket=bucket,
             Key=cancelled_marker_key(cancel.job.uid),
-            Body=cancel.encode(),
-            ContentType="application/json",
+            Body=encode(cancel),
+            ContentType=CONTENT_TYPE,
         )
 
     def delete_prefix(self, bucket: str, prefix: str) -> int:

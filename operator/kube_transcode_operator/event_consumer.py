@@ -15,8 +15,12 @@ from typing import Any
 import pika
 import pika.exceptions
 
-from kube_transcode.messages import DEFAULT_EVENTS_EXCHANGE, dead_letter_name
-from kube_transcode_operator.queues import ALL_JOB_EVENTS
+from kube_transcode.messages import (
+    ALL_JOB_EVENTS,
+    DEFAULT_EVENTS_EXCHANGE,
+    dead_letter_name,
+    declare_exchanges,
+)
 from kube_transcode_operator.worker_events import Outcome
 
 log = logging.getLogger(__name__)
@@ -86,8 +90,8 @@ class EventConsumer:
                 connection.close()
 
     def _declare(self, channel: Any) -> None:
+        declare_exchanges(channel, self._exchange)
         dead = dead_letter_name(self._queue)
-        channel.exchange_declare(self._exchange, exchange_type="topic", durable=True)
         channel.exchange_declare(dead, exchange_type="fanout", durable=True)
         channel.queue_declare(dead, durable=True)
         channel.queue_bind(dead, dead)

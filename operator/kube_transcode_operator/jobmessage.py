@@ -6,10 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from kube_transcode.ladder import HlsOptions
-from kube_transcode.messages import JobMessage, JobRef, OutputLocation, Priority
+from kube_transcode.messages import JobMessage, JobRef, OutputLocation, Priority, job_queue_name
 from kube_transcode_operator.jobspec import TranscodeJobSpec
 from kube_transcode_operator.ladders import ladder_request
-from kube_transcode_operator.queues import job_queue_name
 from kube_transcode_operator.settings import OperatorSettings
 from kube_transcode_operator.validation import (
     check_output_allowed,
@@ -44,6 +43,8 @@ def build_work(
         job=ref,
         attempt=1,
         max_attempts=spec.retry.attempts,
+        backoff_seconds=spec.retry.backoff_seconds,
+        max_backoff_seconds=spec.retry.max_backoff_seconds,
         priority=Priority(spec.priority),
         source=spec.source.url,
         ladder=ladder_request(spec.ladder),

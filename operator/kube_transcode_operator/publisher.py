@@ -18,13 +18,14 @@ import pika.exceptions
 
 from kube_transcode.messages import (
     CONTENT_TYPE,
+    CONTROL_EXCHANGE,
+    JobCancel,
     JobMessage,
-    dead_letter_name,
+    declare_exchanges,
+    declare_topology,
     encode,
-    work_queue_arguments,
 )
 from kube_transcode_operator import metrics
-from kube_transcode_operator.queues import CONTROL_EXCHANGE, JobCancel
 
 log = logging.getLogger(__name__)
 PERSISTENT = pika.DeliveryMode.Persistent
@@ -81,7 +82,7 @@ class Publisher:
         )
         # Not mandatory: with no worker listening there is nothing running to stop.
         self._publish(
-            CONTROL_EXCHANGE, "", cancel.encode(), properties, declare=None, mandatory=False
+            CONTROL_EXCHANGE, "", encode(cancel), properties, declare=None, mandatory=False
         )
 
     def _publish(
@@ -112,19 +113,15 @@ class Publisher:
         self._connection = pika.BlockingConnection(self._params)
         channel = self._connection.channel()
         channel.confirm_delivery()
-        channel.exchange_declare(CONTROL_EXCHANGE, exchange_type="fanout", durable=True)
+        declare_exchanges(channel)  # a cancel may come before any job on this connection
         self._channel = channel
         return channel
 
     def _declare_work_queue(self, channel: Any, queue: str) -> None:
-        """The work queue and its dead-letter exchange and queue, as the worker declares them."""
+        """Once per queue and connection; the same declaration as the worker's."""
         if queue in self._declared:
             return
-        dead = dead_letter_name(queue)
-        channel.exchange_declare(dead, exchange_type="fanout", durable=True)
-        channel.queue_declare(dead, durable=True)
-        channel.queue_bind(dead, dead)
-        channel.queue_declare(queue, durable=True, arguments=work_queue_arguments(queue))
+        declare_topology(channel, queue)
         self._declared.add(queue)
 
     def _disconnect(self) -> None:

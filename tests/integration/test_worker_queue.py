@@ -35,11 +35,11 @@ from kube_transcode.messages import (
     Phase,
     Priority,
     dead_letter_name,
+    declare_topology,
     decode_event,
     encode,
 )
 from kube_transcode_devstack.services import MinIO, RabbitMQ
-from kube_transcode_worker.consumer import declare_topology
 from kube_transcode_worker.hls import parse_master_playlist, parse_media_playlist
 from tests.conftest import ROOT, Vhost
 from tests.integration.media import make_source

@@ -11,6 +11,7 @@ from kube_transcode.ladder import Rung
 from kube_transcode.messages import (
     MAX_PRIORITY,
     InvalidMessageError,
+    JobCancel,
     JobEvent,
     JobMessage,
     JobOutputs,
@@ -19,10 +20,14 @@ from kube_transcode.messages import (
     OutputLocation,
     Phase,
     Priority,
+    cancelled_marker_key,
+    declare_topology,
+    decode_cancel,
     decode_event,
     decode_job,
     encode,
     event_routing_key,
+    job_queue_name,
     job_ref_of,
     work_queue_arguments,
 )
@@ -49,8 +54,12 @@ def test_job_message_round_trips_through_json() -> None:
         ladder=LadderRequest(rungs=("720p", Rung(name="mobile", height=270, video_kbps=500))),
         deadline=NOW,
         max_attempts=5,
+        backoff_seconds=10,
+        max_backoff_seconds=300.5,
     )
     assert decode_job(encode(sent)) == sent
+    assert (sent.backoff_seconds, sent.max_backoff_seconds) == (10, 300.5)
+    assert message().backoff_seconds is None  # the worker's own then
     assert json.loads(encode(sent))["schema_version"] == 1
 
 
@@ -89,6 +98,8 @@ def test_undecodable_bodies_give_a_clear_error(body: bytes, says: str) -> None:
         ({"ladder": {"rungs": ["999p"]}}, "unknown rung"),
         ({"deadline": "2030-01-01T00:00:00"}, "timezone"),
         ({"attempt": 0}, "attempt"),
+        ({"backoff_seconds": 0}, "backoff_seconds"),
+        ({"max_backoff_seconds": -1}, "max_backoff_seconds"),
         ({"job": {**JOB.model_dump(), "namespace": "Not_A_Namespace"}}, "namespace"),
     ],
 )
@@ -157,3 +168,55 @@ def test_job_identity_is_recovered_from_an_otherwise_invalid_body() -> None:
     data["priority"] = "urgent"
     assert job_ref_of(json.dumps(data).encode()) == JOB
     assert job_ref_of(b"{not json") is None
+
+
+def test_cancel_round_trips_and_covers_its_generation_and_older_ones() -> None:
+    cancel = JobCancel(job=JOB, reason="Deleted", message="the job was deleted", at=NOW)
+    assert decode_cancel(encode(cancel)) == cancel
+    assert cancel.covers(JOB)
+    assert cancel.covers(JOB.model_copy(update={"generation": 2}))
+    assert not cancel.covers(JOB.model_copy(update={"generation": 4}))
+    assert not cancel.covers(JOB.model_copy(update={"uid": "another"}))
+    assert "Deleted" in cancel.describe()
+    with pytest.raises(ValueError, match="reason"):
+        JobCancel(job=JOB, reason="not a word", message="", at=NOW)
+    with pytest.raises(InvalidMessageError, match="JobCancel"):
+        decode_cancel(encode(message()))
+
+
+class _RecordingChannel:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[object, ...], dict[str, object]]] = []
+
+    def exchange_declare(self, *args: object, **kwargs: object) -> None:
+        self.calls.append(("exchange", args, kwargs))
+
+    def queue_declare(self, *args: object, **kwargs: object) -> None:
+        self.calls.append(("queue", args, kwargs))
+
+    def queue_bind(self, *args: object, **kwargs: object) -> None:
+        self.calls.append(("bind", args, kwargs))
+
+
+def test_topology_names_and_arguments_stay_what_brokers_already_have() -> None:
+    """Changing any of these makes RabbitMQ refuse the declaration on a running cluster."""
+    channel = _RecordingChannel()
+    queue = job_queue_name("gpu")
+    declare_topology(channel, queue)
+    assert queue == "transcode.gpu"
+    assert channel.calls == [
+        ("exchange", ("kube-transcode.events",), {"exchange_type": "topic", "durable": True}),
+        ("exchange", ("kube-transcode.control",), {"exchange_type": "fanout", "durable": True}),
+        ("exchange", ("transcode.gpu.dead",), {"exchange_type": "fanout", "durable": True}),
+        ("queue", ("transcode.gpu.dead",), {"durable": True}),
+        ("bind", ("transcode.gpu.dead", "transcode.gpu.dead"), {}),
+        (
+            "queue",
+            ("transcode.gpu",),
+            {
+                "durable": True,
+                "arguments": {"x-max-priority": 3, "x-dead-letter-exchange": "transcode.gpu.dead"},
+            },
+        ),
+    ]
+    assert cancelled_marker_key("0b6c") == ".kube-transcode/cancelled/0b6c"

@@ -37,6 +37,7 @@ def test_defaults_go_to_the_default_pool_bucket_and_namespace_prefix() -> None:
     assert (message.output.bucket, message.output.prefix) == ("media", "team/movie")
     assert message.priority.amqp == 2
     assert message.max_attempts == 3
+    assert (message.backoff_seconds, message.max_backoff_seconds) == (10, 300)
     assert message.deadline is None
     assert message.ladder.rungs == ("240p", "360p", "480p", "720p", "1080p", "1440p", "2160p")
     assert message.job == REF
@@ -45,6 +46,13 @@ def test_defaults_go_to_the_default_pool_bucket_and_namespace_prefix() -> None:
 @pytest.mark.parametrize(("priority", "amqp"), [("low", 1), ("normal", 2), ("high", 3)])
 def test_priority_maps_to_amqp_priorities(priority: str, amqp: int) -> None:
     assert work({"priority": priority}).message.priority.amqp == amqp
+
+
+def test_the_retry_policy_travels_with_the_message() -> None:
+    retry = {"attempts": 5, "backoffSeconds": 2, "maxBackoffSeconds": 60}
+    message = work({"retry": retry}).message
+    assert message.max_attempts == 5
+    assert (message.backoff_seconds, message.max_backoff_seconds) == (2, 60)
 
 
 def test_pool_names_the_queue_and_deadline_counts_from_start() -> None:

@@ -6,10 +6,13 @@ import random
 
 import pytest
 
+from kube_transcode.messages import CANCELLED_REASON
 from kube_transcode_worker.errors import JobCancelledError, PermanentJobError, TransientJobError
 from kube_transcode_worker.retry import (
     Ack,
+    Cancelled,
     DeadLetter,
+    Discard,
     Failed,
     Interrupted,
     Requeue,
@@ -60,6 +63,25 @@ def test_errors_that_retrying_cannot_fix_are_dead_lettered_at_once(
 
 def test_a_cancel_that_is_not_a_shutdown_counts_as_a_transient_failure() -> None:
     assert isinstance(decide(Failed(JobCancelledError()), 1, POLICY), Retry)
+
+
+def test_work_the_operator_cancelled_is_discarded_on_any_attempt() -> None:
+    # Not a retry and not a dead letter: nobody wants the result, nothing needs inspecting.
+    for attempt in (1, 3):
+        settled = decide(Cancelled("Deleted"), attempt, POLICY)
+        assert settled == Discard(CANCELLED_REASON, "Deleted")
+
+
+def test_a_jobs_backoff_replaces_ours_but_never_waits_beyond_our_maximum() -> None:
+    assert POLICY.with_backoff(None, None) == POLICY
+    own = POLICY.with_backoff(2, 5)
+    assert [own.cap_seconds(a) for a in (1, 2, 3, 4)] == [2, 4, 5, 5]
+    capped = POLICY.with_backoff(60, 600)
+    assert (capped.base_seconds, capped.max_seconds) == (25, 25)
+    # A cap below the base wins: the job asked never to wait longer than that.
+    assert POLICY.with_backoff(10, 3).cap_seconds(1) == 3
+    first = decide(BUSY, 1, own, rng=random.Random(1))
+    assert isinstance(first, Retry) and 0 <= first.delay_seconds <= 2
 
 
 def test_backoff_is_full_jitter_under_an_exponential_capped_bound() -> None:

@@ -5,15 +5,25 @@ turns `process_data_events(time_limit=...)` (heartbeats keep flowing during long
 runs the callbacks the job thread schedules with `add_callback_threadsafe`. The job thread
 runs job.run_job and never touches the channel.
 
+Channels. The work channel consumes the work queue (prefetch 1, manual ack) and publishes
+events, retries and dead letters. A second channel consumes this worker's exclusive,
+auto-delete queue on the control exchange (auto-ack: a cancel is advice, not work), so
+cancels arrive while a job runs without touching the work channel's prefetch. It is bound
+before the work queue is consumed: a cancel sent once this worker holds a job finds it.
+
 Settling. retry.decide() is the single decision; `_settle` carries it out, always reporting
 before letting go of the delivery:
 - Ack:        `succeeded` event (confirmed), then ack.
 - Retry:      the body with attempt + 1 goes to the delay queue `Q.retry.<attempt>` with a
-              per-message expiration (full-jitter backoff); on expiry it dead-letters back
-              to Q. Then a `requeued` event, then ack. Delay queues per attempt keep waits of
-              similar length together: a message waits at most its attempt's cap.
+              per-message expiration (full-jitter backoff; the job's own base and cap,
+              within KT_RETRY_MAX_SECONDS); on expiry it dead-letters back to Q. Then a
+              `requeued` event, then ack. Delay queues per attempt keep waits of similar
+              length together: a message waits at most KT_RETRY_MAX_SECONDS.
 - DeadLetter: the body goes to the exchange `Q.dead` with x-kt-reason / x-kt-message
               headers, then a `failed` event, then ack.
+- Discard:    (the operator cancelled the job: a JobCancel covering the running job, or its
+              cancel marker found by the job) the encode is stopped, nothing more is
+              uploaded; a `failed` event with reason Cancelled, then ack.
 - Requeue:    (SIGTERM) `requeued` event, then the delivery goes back unchanged, attempt
               and all: basic_nack(requeue=True), or for a held copy basic_reject, which
               dead-letters it from the hold queue back to Q.
@@ -54,17 +64,21 @@ from pika.adapters.blocking_connection import BlockingChannel, BlockingConnectio
 from kube_transcode.messages import (
     ATTEMPT_HEADER,
     CONTENT_TYPE,
+    CONTROL_EXCHANGE,
     MAX_HEADER_MESSAGE_CHARS,
     MESSAGE_HEADER,
     REASON_HEADER,
     WORKER_HEADER,
     InvalidMessageError,
+    JobCancel,
     JobEvent,
     JobMessage,
     JobOutputs,
     Phase,
     back_to_queue_arguments,
     dead_letter_name,
+    declare_topology,
+    decode_cancel,
     decode_job,
     encode,
     event_routing_key,
@@ -72,9 +86,13 @@ from kube_transcode.messages import (
     job_ref_of,
     now_utc,
     retry_queue_name,
-    work_queue_arguments,
 )
-from kube_transcode_worker.errors import JobError, PermanentJobError, TransientJobError
+from kube_transcode_worker.errors import (
+    CancelRequestedError,
+    JobError,
+    PermanentJobError,
+    TransientJobError,
+)
 from kube_transcode_worker.events import AttemptReporter
 from kube_transcode_worker.health import HealthState
 from kube_transcode_worker.job import JobTools, run_job
@@ -82,7 +100,9 @@ from kube_transcode_worker.retry import (
     INTERNAL_ERROR,
     INVALID_MESSAGE,
     Ack,
+    Cancelled,
     DeadLetter,
+    Discard,
     Failed,
     Interrupted,
     Outcome,
@@ -108,6 +128,7 @@ class CancelReason:
     SHUTDOWN = "shutdown"
     DEADLINE = "deadline"
     CONNECTION_LOST = "connection lost"
+    CANCELLED = "cancelled by the operator"
 
 
 @dataclass
@@ -126,6 +147,7 @@ class InFlight:
     renew_at: float
     cancel: threading.Event = field(default_factory=threading.Event)
     cancel_reason: str | None = None
+    cancel_request: JobCancel | None = None  # with CancelReason.CANCELLED
     outcome: Outcome | None = None
     outputs: JobOutputs | None = None
     thread: threading.Thread | None = None
@@ -136,14 +158,19 @@ class InFlight:
             self.cancel.set()
 
 
-def declare_topology(channel: BlockingChannel, queue: str, events_exchange: str) -> None:
-    """Idempotent: the work queue, its dead-letter exchange and queue, the events exchange."""
-    dead = dead_letter_name(queue)
-    channel.exchange_declare(dead, exchange_type="fanout", durable=True)
-    channel.queue_declare(dead, durable=True)
-    channel.queue_bind(dead, dead)
-    channel.queue_declare(queue, durable=True, arguments=work_queue_arguments(queue))
-    channel.exchange_declare(events_exchange, exchange_type="topic", durable=True)
+def _explained_by_stop(inflight: InFlight, outcome: Outcome) -> Outcome:
+    """A failure caused by a stop this worker asked for is reported as that stop."""
+    if isinstance(outcome, Succeeded | Cancelled):
+        return outcome  # finished before the stop took effect, or dropped already
+    match inflight.cancel_reason:
+        case CancelReason.SHUTDOWN:
+            return Interrupted()
+        case CancelReason.DEADLINE:
+            return Failed(PermanentJobError("DeadlineExceeded", "the job's deadline passed"))
+        case CancelReason.CANCELLED:
+            assert inflight.cancel_request is not None
+            return Cancelled(inflight.cancel_request.describe())
+    return outcome
 
 
 def _properties(base: pika.BasicProperties, **changes: Any) -> pika.BasicProperties:
@@ -220,6 +247,8 @@ class Consumer:
         channel = connection.channel()
         channel.confirm_delivery()
         declare_topology(channel, s.queue, s.events_exchange)
+        control = connection.channel()
+        self._listen_for_cancels(control)
         channel.basic_qos(prefetch_count=1)
         consumer_tag: str | None = channel.basic_consume(s.queue, self._on_delivery)
         self._connection, self._channel = connection, channel
@@ -232,7 +261,7 @@ class Consumer:
             self.health.turned()
             # pika closes a channel silently when the broker does (consumer_timeout, a deleted
             # queue); only a later call would notice. Notice now, so the worker reconnects.
-            if not channel.is_open:
+            if not channel.is_open or not control.is_open:
                 raise pika.exceptions.ChannelWrongStateError("channel closed by the broker")
             if consumer_tag is not None and consumer_tag not in channel.consumer_tags:
                 raise pika.exceptions.ChannelWrongStateError("the broker cancelled our consumer")
@@ -259,6 +288,12 @@ class Consumer:
                 self._inflight = None
                 break
         connection.close()
+
+    def _listen_for_cancels(self, control: BlockingChannel) -> None:
+        """This worker's own queue on the control exchange; it goes with the connection."""
+        declared = control.queue_declare("", exclusive=True, auto_delete=True)
+        control.queue_bind(declared.method.queue, CONTROL_EXCHANGE)
+        control.basic_consume(declared.method.queue, self._on_control, auto_ack=True)
 
     def _disconnected(self) -> None:
         self.health.set_connected(False)
@@ -323,7 +358,7 @@ class Consumer:
         )
         if message.deadline is not None and message.deadline <= now_utc():
             inflight.outcome = Failed(PermanentJobError("DeadlineExceeded", "deadline passed"))
-            self._settle(inflight, decide(inflight.outcome, message.attempt, self.policy))
+            self._settle(inflight, self._decide(inflight))
             return
         self._inflight = inflight
         self.metrics.busy.set(1)
@@ -332,37 +367,60 @@ class Consumer:
         )
         inflight.thread.start()
 
+    def _on_control(
+        self,
+        _channel: BlockingChannel,
+        _method: pika.spec.Basic.Deliver,
+        _properties: pika.BasicProperties,
+        body: bytes,
+    ) -> None:
+        """A JobCancel: stop the running job when it covers it; others are not ours."""
+        try:
+            cancel = decode_cancel(body)
+        except InvalidMessageError as exc:
+            log.warning("ignoring a control message: %s", exc)
+            return
+        inflight = self._inflight
+        if inflight is None or inflight.outcome is not None:
+            return
+        if not cancel.covers(inflight.message.job):
+            return
+        log.info("job %s: %s; stopping it", cancel.job.uid, cancel.describe())
+        inflight.cancel_request = cancel
+        inflight.stop(CancelReason.CANCELLED)
+
     def _run(self, inflight: InFlight, connection: BlockingConnection | None) -> None:
         """The job thread: run the job, record its outcome, hand over to the connection."""
+        inflight.outcome = _explained_by_stop(inflight, self._attempt(inflight))
+        self._call_soon(connection, partial(self._finished, inflight))
+
+    def _attempt(self, inflight: InFlight) -> Outcome:
         try:
             inflight.outputs = run_job(
                 inflight.message, self.tools, inflight.reporter, inflight.cancel
             )
-            outcome: Outcome = Succeeded()
+        except CancelRequestedError as exc:
+            return Cancelled(exc.message)
         except JobError as exc:
-            outcome = Failed(exc)
+            return Failed(exc)
         except Exception as exc:  # a bug or an unforeseen failure: retried, then dead-lettered
             log.exception("job failed unexpectedly")
-            outcome = Failed(TransientJobError(INTERNAL_ERROR, repr(exc)))
-        if isinstance(outcome, Succeeded):
-            pass  # finished before the cancel took effect: the outputs are complete
-        elif inflight.cancel_reason == CancelReason.SHUTDOWN:
-            outcome = Interrupted()
-        elif inflight.cancel_reason == CancelReason.DEADLINE:
-            outcome = Failed(PermanentJobError("DeadlineExceeded", "the job's deadline passed"))
-        inflight.outcome = outcome
-        self._call_soon(connection, partial(self._finished, inflight))
+            return Failed(TransientJobError(INTERNAL_ERROR, repr(exc)))
+        return Succeeded()
 
     def _finished(self, inflight: InFlight) -> None:
         if inflight is not self._inflight:  # from a connection that is gone: already redelivered
             return
-        assert inflight.outcome is not None
-        settlement = decide(
-            inflight.outcome, inflight.message.attempt, self.policy, inflight.message.max_attempts
-        )
-        self._settle(inflight, settlement)
+        self._settle(inflight, self._decide(inflight))
         self._inflight = None
         self.metrics.busy.set(0)
+
+    def _decide(self, inflight: InFlight) -> Settlement:
+        """retry.decide with the job's own attempts and backoff, within the worker's bounds."""
+        message, outcome = inflight.message, inflight.outcome
+        assert outcome is not None
+        policy = self.policy.with_backoff(message.backoff_seconds, message.max_backoff_seconds)
+        return decide(outcome, message.attempt, policy, message.max_attempts)
 
     def _tend_inflight(self) -> None:
         inflight = self._inflight
@@ -433,6 +491,13 @@ class Consumer:
                 channel.basic_ack(delivery.tag)
                 self.metrics.jobs.labels("failed").inc()
                 log.warning("job %s failed: %s: %s", message.job.uid, reason, text)
+            case Discard(reason=reason, message=text):
+                self._publish_event(
+                    reporter.event(Phase.failed, reason=reason, message=text[:4000])
+                )
+                channel.basic_ack(delivery.tag)
+                self.metrics.jobs.labels("cancelled").inc()
+                log.info("job %s dropped: %s", message.job.uid, text)
 
     def _settle_invalid(self, delivery: Delivery, problem: str) -> None:
         self._dead_letter(delivery, INVALID_MESSAGE, problem, attempt=None)

@@ -31,3 +31,10 @@ class JobCancelledError(TransientJobError):
 
     def __init__(self, message: str = "encode cancelled") -> None:
         super().__init__("Cancelled", message)
+
+
+class CancelRequestedError(JobError):
+    """The operator cancelled the job (its cancel marker is in the bucket): drop the work."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("Cancelled", message)

@@ -2,6 +2,10 @@
 
 Runs in the worker's job thread. It raises JobError subclasses for the consumer to settle and
 never touches the broker itself: phases and progress go through the reporter.
+
+The operator's cancel marker is read before anything starts and again right before the
+master playlist is stored: a job cancelled while it waited in the queue, or whose broadcast
+cancel this worker missed, produces no outputs (CancelRequestedError).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from pathlib import Path
 from kube_transcode.ladder import AUDIO_RENDITION_NAME, LadderPlan, SourceInfo, plan_ladder
 from kube_transcode.messages import JobMessage, JobOutputs, Phase, RenditionOutput
 from kube_transcode_worker.encode import run_encode
-from kube_transcode_worker.errors import PermanentJobError
+from kube_transcode_worker.errors import CancelRequestedError, PermanentJobError
 from kube_transcode_worker.events import AttemptReporter
 from kube_transcode_worker.fetch import Fetcher
 from kube_transcode_worker.hls import (
@@ -49,6 +53,7 @@ def run_job(
     message: JobMessage, tools: JobTools, reporter: AttemptReporter, cancel: threading.Event
 ) -> JobOutputs:
     settings, metrics = tools.settings, tools.metrics
+    check_not_cancelled(message, tools.store)
     settings.worker_dir.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f"job-{message.job.uid}-", dir=settings.worker_dir))
     try:
@@ -80,7 +85,13 @@ def run_job(
 
         reporter.phase(Phase.uploading)
         out = message.output
-        stored = tools.store.publish(ladder, out.bucket, out.prefix, cancel)
+        stored = tools.store.publish(
+            ladder,
+            out.bucket,
+            out.prefix,
+            cancel,
+            before_master=lambda: check_not_cancelled(message, tools.store),
+        )
         metrics.upload_seconds.observe(stored.seconds)
         log.info(
             "stored %d objects (%d bytes) in %.1f s, removed %d stale",
@@ -92,6 +103,13 @@ def run_job(
         return outputs(message, plan, master.read_text())
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def check_not_cancelled(message: JobMessage, store: LadderStore) -> None:
+    """Raises CancelRequestedError when the operator's marker covers this message's job."""
+    marker = store.cancel_marker(message.output.bucket, message.job.uid)
+    if marker is not None and marker.covers(message.job):
+        raise CancelRequestedError(marker.describe())
 
 
 def _plan(message: JobMessage, source: SourceInfo) -> LadderPlan:

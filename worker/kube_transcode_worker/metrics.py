@@ -16,7 +16,7 @@ class WorkerMetrics:
         r = self.registry
         self.jobs = Counter(
             f"{PREFIX}_jobs",
-            "Jobs ended, by outcome: succeeded, failed, retried, requeued, "
+            "Jobs ended, by outcome: succeeded, failed, retried, requeued, cancelled, "
             "invalid, abandoned (delivery lost with the broker connection).",
             ["outcome"],
             registry=r,

@@ -4,6 +4,7 @@
 the returned Settlement and nothing else settles a delivery.
 
 - succeeded                      -> Ack
+- cancelled by the operator      -> Discard (ack, `failed` event with reason Cancelled)
 - stopped by a worker shutdown   -> Requeue (same attempt: a preempted node is not a failure)
 - transient error, attempts left -> Retry after full-jitter exponential backoff, attempt + 1
 - transient error, none left     -> DeadLetter with the error's reason
@@ -13,9 +14,10 @@ the returned Settlement and nothing else settles a delivery.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
+from kube_transcode.messages import CANCELLED_REASON
 from kube_transcode_worker.errors import JobError, PermanentJobError
 
 INVALID_MESSAGE: Final = "InvalidMessage"
@@ -42,6 +44,13 @@ class RetryPolicy:
     def backoff_seconds(self, attempt: int, rng: random.Random | None = None) -> float:
         """Full jitter (uniform in [0, cap]) so retries of a failed batch spread out."""
         return (rng or _JITTER).uniform(0, self.cap_seconds(attempt))
+
+    def with_backoff(self, base_seconds: float | None, max_seconds: float | None) -> RetryPolicy:
+        """A job's own backoff (None: ours), never beyond our maximum wait."""
+        longest = min(self.max_seconds, max_seconds or self.max_seconds)
+        return replace(
+            self, base_seconds=min(base_seconds or self.base_seconds, longest), max_seconds=longest
+        )
 
     def retryable(self, error: JobError) -> bool:
         return not isinstance(error, PermanentJobError) and error.reason not in self.never_retry
@@ -71,7 +80,15 @@ class DeadLetter:
     message: str
 
 
-Settlement = Ack | Requeue | Retry | DeadLetter
+@dataclass(frozen=True)
+class Discard:
+    """Let go of the delivery for good: nobody wants its result any more."""
+
+    reason: str
+    message: str
+
+
+Settlement = Ack | Requeue | Retry | DeadLetter | Discard
 
 
 @dataclass(frozen=True)
@@ -85,11 +102,18 @@ class Interrupted:
 
 
 @dataclass(frozen=True)
+class Cancelled:
+    """The operator cancelled the job (deleted, superseded, past its deadline)."""
+
+    message: str
+
+
+@dataclass(frozen=True)
 class Failed:
     error: JobError
 
 
-Outcome = Succeeded | Interrupted | Failed
+Outcome = Succeeded | Interrupted | Cancelled | Failed
 
 
 def decide(
@@ -107,6 +131,8 @@ def decide(
         return Ack()
     if isinstance(outcome, Interrupted):
         return Requeue()
+    if isinstance(outcome, Cancelled):
+        return Discard(CANCELLED_REASON, outcome.message)
     error = outcome.error
     limit = min(policy.max_attempts, max_attempts or policy.max_attempts)
     if not policy.retryable(error):

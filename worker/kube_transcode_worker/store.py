@@ -5,10 +5,11 @@ its own objects instead of adding copies; no key can leave the prefix.
 
 Order, so a player never sees a playlist before what it names:
 1. segments (concurrently), 2. media playlists, 3. the master playlist, only once everything
-else is stored, 4. removal of objects under the prefix that the new ladder does not have
-(a rerun with another ladder leaves no orphans). Removal comes after the new master, which
-no longer names them; a player still on an old variant may then miss a segment, which a
-rerun of a finished VOD job accepts.
+else is stored and the caller's last check (is the job still wanted?) passed, 4. removal of
+objects under the prefix that the new ladder does not have (a rerun with another ladder
+leaves no orphans). Removal comes after the new master, which no longer names them; a
+player still on an old variant may then miss a segment, which a rerun of a finished VOD job
+accepts.
 
 Every request is retried with full-jitter exponential backoff on 5xx, throttling and
 connection errors; 4xx other than throttling fails at once.
@@ -33,7 +34,13 @@ from typing import Any, Final, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from kube_transcode.messages import validate_prefix
+from kube_transcode.messages import (
+    InvalidMessageError,
+    JobCancel,
+    cancelled_marker_key,
+    decode_cancel,
+    validate_prefix,
+)
 from kube_transcode_worker.errors import JobCancelledError, PermanentJobError, TransientJobError
 from kube_transcode_worker.hls import MASTER_PLAYLIST_NAME
 
@@ -156,8 +163,14 @@ class LadderStore:
         self.on_bytes = on_bytes or (lambda _n: None)
 
     def publish(
-        self, folder: Path, bucket: str, prefix: str, cancel: threading.Event
+        self,
+        folder: Path,
+        bucket: str,
+        prefix: str,
+        cancel: threading.Event,
+        before_master: Callable[[], None] = lambda: None,
     ) -> StoreResult:
+        """Store the ladder; `before_master` may raise to keep the master playlist unwritten."""
         started = time.monotonic()
         prefix = validate_prefix(prefix.strip("/"))
         uploads = plan_uploads(folder, prefix)
@@ -167,11 +180,35 @@ class LadderStore:
         uploaded = 0
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="upload") as pool:
             for wave in upload_waves(uploads, master_key):
+                if wave[0].key == master_key:
+                    before_master()
                 uploaded += self._wave(pool, wave, bucket, cancel)
         wanted = [u.key for u in uploads]
         removed = stale_keys(self._list(bucket, prefix), wanted)
         self._delete(bucket, removed)
         return StoreResult(tuple(wanted), uploaded, tuple(removed), time.monotonic() - started)
+
+    def cancel_marker(self, bucket: str, uid: str) -> JobCancel | None:
+        """The operator's cancel marker of job `uid` in `bucket`, if there is a readable one."""
+        key = cancelled_marker_key(uid)
+
+        def read() -> bytes | None:
+            try:
+                body: bytes = self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                    return None
+                raise
+            return body
+
+        body = self._retrying(f"reading s3://{bucket}/{key}", read)
+        if body is None:
+            return None
+        try:
+            return decode_cancel(body)
+        except InvalidMessageError as exc:  # the broadcast still reaches running attempts
+            log.warning("ignoring an unreadable cancel marker s3://%s/%s: %s", bucket, key, exc)
+            return None
 
     def _wave(
         self, pool: ThreadPoolExecutor, wave: list[Upload], bucket: str, cancel: threading.Event
