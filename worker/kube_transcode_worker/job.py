@@ -76,6 +76,7 @@ def run_job(
             reporter.progress,
             cancel,
             preset=settings.ffmpeg_preset,
+            ffmpeg=settings.ffmpeg_binary,
             allowed_demuxers=settings.probe_limits.allowed_demuxers,
         )
         metrics.encode_seconds.observe(encoded.elapsed_seconds)

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from kube_transcode.ladder import X264Preset
 from kube_transcode.messages import DEFAULT_EVENTS_EXCHANGE, MAX_ATTEMPTS_LIMIT
+from kube_transcode_worker.ffmpeg_build import default_ffmpeg
 from kube_transcode_worker.probe import ProbeLimits
 
 Network = IPv4Network | IPv6Network
@@ -66,6 +67,7 @@ class WorkerSettings(BaseSettings):
 
     # Encoding and the pod
     ffmpeg_preset: X264Preset = "veryfast"
+    ffmpeg_binary: str = Field(default_factory=default_ffmpeg)
     work_dir: Path = Path("/tmp/kube-transcode")  # noqa: S108 - an emptyDir in the pod
     shutdown_grace_seconds: float = Field(default=8, gt=0, le=25)
     progress_interval_seconds: float = Field(default=1.0, ge=0.1)

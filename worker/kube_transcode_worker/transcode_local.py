@@ -23,6 +23,7 @@ from kube_transcode.ladder import (
     plan_ladder,
 )
 from kube_transcode_worker.encode import DEFAULT_PRESET, run_encode
+from kube_transcode_worker.ffmpeg_build import default_ffmpeg
 from kube_transcode_worker.hls import write_master_playlist
 from kube_transcode_worker.probe import ProbeLimits, probe_source
 
@@ -49,6 +50,7 @@ def transcode_file(
     cancel: threading.Event | None = None,
     limits: ProbeLimits | None = None,
     overwrite: bool = False,
+    ffmpeg: str | None = None,
 ) -> TranscodeResult:
     """Transcode source_path into an HLS ladder at dest_dir (master.m3u8 at its top).
 
@@ -74,6 +76,7 @@ def transcode_file(
             on_progress or _ignore_progress,
             cancel or threading.Event(),
             preset=preset,
+            ffmpeg=ffmpeg or default_ffmpeg(),
             allowed_demuxers=(limits or ProbeLimits()).allowed_demuxers,
         )
         master = write_master_playlist(partial, plan)

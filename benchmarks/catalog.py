@@ -1,0 +1,15 @@
+"""Every benchmark the runner knows, in the order `python -m benchmarks` runs them."""
+
+from __future__ import annotations
+
+from benchmarks import ffmpeg_builds, worker
+from benchmarks.registry import Benchmark
+
+BENCHMARKS: tuple[Benchmark, ...] = (
+    worker.BENCHMARK,
+    ffmpeg_builds.BENCHMARK,
+)
+
+
+def by_name() -> dict[str, Benchmark]:
+    return {benchmark.name: benchmark for benchmark in BENCHMARKS}
