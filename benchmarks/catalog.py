@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from benchmarks import ffmpeg_builds, worker
+from benchmarks import autoscale, ffmpeg_builds, operator_queue, worker
 from benchmarks.registry import Benchmark
 
 BENCHMARKS: tuple[Benchmark, ...] = (
     worker.BENCHMARK,
     ffmpeg_builds.BENCHMARK,
+    operator_queue.BENCHMARK,
+    autoscale.BENCHMARK,
 )
 
 

@@ -46,7 +46,7 @@ def helm_values(stack: Stack, worker_replicas: int = 1) -> dict[str, Any]:
     c = stack.credentials
     return {
         "local": True,
-        "rabbitmq": {"url": stack.rabbitmq.url},
+        "rabbitmq": {"url": stack.rabbitmq.url, "managementUrl": stack.rabbitmq.management_url},
         "s3": {
             "endpointUrl": stack.minio.endpoint,
             "accessKeyId": c.s3_access_key,
@@ -54,6 +54,9 @@ def helm_values(stack: Stack, worker_replicas: int = 1) -> dict[str, Any]:
         },
         "operator": {"defaultBucket": DEFAULT_BUCKET},
         "worker": {"replicas": worker_replicas},
+        # The dashboard ConfigMap (no Grafana here: tests/e2e/test_observability.py runs its
+        # queries against the local Prometheus, devstack/prometheus.py).
+        "grafana": {"dashboards": {"enabled": True}},
     }
 
 

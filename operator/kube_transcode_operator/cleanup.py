@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import boto3
+import botocore.exceptions
 
 from kube_transcode.messages import CONTENT_TYPE, JobCancel, cancelled_marker_key, encode
 from kube_transcode_operator.settings import OperatorSettings
@@ -30,18 +31,32 @@ class OutputStore:
 
     def mark_cancelled(self, bucket: str, cancel: JobCancel) -> None:
         """Workers skip queued messages of this job up to cancel.job.generation."""
-        self._s3.put_object(
-            Bucket=bucket,
-            Key=cancelled_marker_key(cancel.job.uid),
-            Body=encode(cancel),
-            ContentType=CONTENT_TYPE,
-        )
+        try:
+            self._s3.put_object(
+                Bucket=bucket,
+                Key=cancelled_marker_key(cancel.job.uid),
+                Body=encode(cancel),
+                ContentType=CONTENT_TYPE,
+            )
+        except botocore.exceptions.ClientError as error:
+            # No bucket, no outputs: a worker cannot write there either, so nothing to stop.
+            if not _no_such_bucket(error):
+                raise
 
     def delete_prefix(self, bucket: str, prefix: str) -> int:
         """Remove every object under <prefix>/ (never a sibling such as <prefix>-2/)."""
-        deleted = 0
         paginator = self._s3.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=bucket, Prefix=f"{prefix.rstrip('/')}/"):
+        pages = paginator.paginate(Bucket=bucket, Prefix=f"{prefix.rstrip('/')}/")
+        try:
+            return self._delete_pages(bucket, pages)
+        except botocore.exceptions.ClientError as error:
+            if _no_such_bucket(error):
+                return 0  # the bucket went first: nothing of the job's is left to remove
+            raise
+
+    def _delete_pages(self, bucket: str, pages: Any) -> int:
+        deleted = 0
+        for page in pages:
             keys: list[ObjectIdentifierTypeDef] = [
                 {"Key": item["Key"]} for item in page.get("Contents", []) if "Key" in item
             ]
@@ -50,6 +65,10 @@ class OutputStore:
                 self._s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
                 deleted += len(batch)
         return deleted
+
+
+def _no_such_bucket(error: botocore.exceptions.ClientError) -> bool:
+    return error.response.get("Error", {}).get("Code") == "NoSuchBucket"
 
 
 def _reveal(secret: Any) -> str | None:

@@ -6,7 +6,9 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-ConditionType = Literal["Queued", "Running", "Succeeded", "Failed"]
+ConditionType = Literal[
+    "Queued", "Running", "Succeeded", "Failed", "Available", "Schedulable", "QueueReachable"
+]
 ConditionStatus = Literal["True", "False", "Unknown"]
 Condition = dict[str, Any]
 

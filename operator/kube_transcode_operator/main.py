@@ -11,11 +11,16 @@ from typing import Any
 import kopf
 
 from kube_transcode_operator import credentials
-from kube_transcode_operator.handlers import deletion, jobs, lifecycle, startup
+from kube_transcode_operator.fallback import JobView
+from kube_transcode_operator.handlers import deletion, jobs, lifecycle, pools, startup
 from kube_transcode_operator.jobstore import GROUP, PLURAL, VERSION
+from kube_transcode_operator.pools import POOL_PLURAL
 
 Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
 JOBS = (GROUP, VERSION, PLURAL)
+POOLS = (GROUP, VERSION, POOL_PLURAL)
+# Queue depth to Deployment patch within a tick plus a few API calls (well under 5 s).
+AUTOSCALE_INTERVAL_SECONDS = 1.0
 DEADLINE_INTERVAL_SECONDS = 5.0
 TTL_INTERVAL_SECONDS = 10.0
 
@@ -86,3 +91,29 @@ async def ttl(body: kopf.Body, memo: kopf.Memo, logger: Logger, **_: Any) -> Non
 @kopf.on.event(*JOBS)
 def phases(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
     jobs.observe_phase(event.get("type"), body)
+
+
+@kopf.index(*JOBS)
+def pool_jobs(
+    meta: kopf.Meta, spec: kopf.Spec, status: kopf.Status, **_: Any
+) -> dict[str, JobView]:
+    return pools.index_job(meta, spec, status)
+
+
+@kopf.on.create(*POOLS)
+@kopf.on.update(*POOLS, field="spec")
+@kopf.on.resume(*POOLS)
+async def pool_deployment(body: kopf.Body, memo: kopf.Memo, logger: Logger, **_: Any) -> None:
+    await pools.reconcile(body, memo, logger)
+
+
+@kopf.timer(*POOLS, interval=AUTOSCALE_INTERVAL_SECONDS)
+async def autoscale(
+    body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: Logger, **kwargs: Any
+) -> None:
+    await pools.autoscale_tick(body, patch, memo, kwargs["pool_jobs"], logger)
+
+
+@kopf.on.cleanup()
+async def pools_cleanup(memo: kopf.Memo, **_: Any) -> None:
+    await pools.stop(memo)

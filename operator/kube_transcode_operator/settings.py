@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -36,11 +36,18 @@ class OperatorSettings(BaseSettings):
     bind_address: str = "0.0.0.0"  # noqa: S104 - a Pod listens on its own interfaces
     health_port: int = Field(default=8080, ge=1, le=65535)
     metrics_port: int = Field(default=9090, ge=0, le=65535)
+    # How often queue depth, dead letters and replicas are read for /metrics; 0: never.
+    queue_metrics_seconds: float = Field(default=15.0, ge=0)
 
     progress_interval_seconds: float = Field(default=1.0, gt=0)
     # How long deletion waits for a running worker to confirm it stopped before cleaning up.
     cancel_grace_seconds: float = Field(default=30.0, ge=0)
     publish_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    # WorkerPools: the management API (optional; credentials and vhost from the AMQP URL),
+    # and the default worker Pod template (JSON) that a pool's own template is merged over.
+    rabbitmq_management_url: str | None = None
+    worker_template: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("allowed_source_schemes", "watch_namespaces", mode="before")
     @classmethod

@@ -308,6 +308,21 @@ def test_deleting_a_queued_job_cancels_it_and_removes_partial_outputs(
 
 
 @pytest.mark.usefixtures("crd", "operator_env")
+def test_a_job_whose_output_bucket_is_gone_can_still_be_deleted(
+    namespace: Kubectl, vhost: Vhost, s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gone = f"gone-{namespace.namespace}"
+    monkeypatch.setenv("KT_OUTPUT_BUCKETS", json.dumps({gone: [namespace.namespace]}))
+    s3.create_bucket(Bucket=gone)
+    with running_operator(namespace.namespace):
+        apply_job(namespace, "orphan", output={"bucket": gone, "prefix": namespace.namespace})
+        wait_phase(namespace, "orphan", "Queued")
+        s3.delete_bucket(Bucket=gone)
+        namespace("delete", "tj", "orphan", "--wait=true", "--timeout=30s")
+    assert "orphan" not in namespace("get", "tj", "-o", "name")
+
+
+@pytest.mark.usefixtures("crd", "operator_env")
 def test_broker_down_is_a_condition_and_publishing_resumes(
     namespace: Kubectl, monkeypatch: pytest.MonkeyPatch, vhost: Vhost
 ) -> None:

@@ -81,7 +81,9 @@ def ffmpeg_pids(group: int) -> list[int]:
         except OSError:  # the process is gone
             continue
         command, rest = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :]
-        if command == "ffmpeg" and int(rest.split()[2]) == group:
+        # The bundled build's binary is named ffmpeg-linux-x86_64-v9.0.2 (comm: 15 chars).
+        is_ffmpeg = command.startswith("ffmpeg") and command != "ffprobe"
+        if is_ffmpeg and int(rest.split()[2]) == group:
             pids.append(int(stat.parent.name))
     return pids
 

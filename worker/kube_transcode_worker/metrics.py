@@ -1,13 +1,17 @@
-"""Prometheus metrics of one worker, on a registry of their own (served by health.py)."""
+"""Prometheus metrics of one worker, on a registry of their own (served by health.py).
+
+Names come from kube_transcode.metric_names, the one place every metric is named; the scrape
+adds the `pool` label from the Pod's `kubetranscode.io/pool` label.
+"""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-PREFIX = "kube_transcode_worker"
-# Seconds: a tiny clip to a feature film.
-DURATION_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400)
-SPEED_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 20, 50)
+from kube_transcode import metric_names as names
+from kube_transcode.metric_names import DURATION_BUCKETS, SPEED_BUCKETS, counter_name
+
+OUTCOMES = ("succeeded", "failed", "retried", "requeued", "cancelled", "invalid", "abandoned")
 
 
 class WorkerMetrics:
@@ -15,52 +19,56 @@ class WorkerMetrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.jobs = Counter(
-            f"{PREFIX}_jobs",
+            counter_name(names.WORKER_JOBS),
             "Jobs ended, by outcome: succeeded, failed, retried, requeued, cancelled, "
             "invalid, abandoned (delivery lost with the broker connection).",
-            ["outcome"],
+            [names.OUTCOME],
             registry=r,
         )
+        for outcome in OUTCOMES:  # zeros from the start: a rate over them is 0, not nothing
+            self.jobs.labels(outcome)
         self.fetch_seconds = Histogram(
-            f"{PREFIX}_fetch_seconds",
+            names.WORKER_FETCH_SECONDS,
             "Time to fetch a source.",
             buckets=DURATION_BUCKETS,
             registry=r,
         )
         self.encode_seconds = Histogram(
-            f"{PREFIX}_encode_seconds",
+            names.WORKER_ENCODE_SECONDS,
             "Time of the FFmpeg run for a whole ladder.",
             buckets=DURATION_BUCKETS,
             registry=r,
         )
         self.upload_seconds = Histogram(
-            f"{PREFIX}_upload_seconds",
+            names.WORKER_UPLOAD_SECONDS,
             "Time to store a ladder.",
             buckets=DURATION_BUCKETS,
             registry=r,
         )
-        self.fetched_bytes = Counter(f"{PREFIX}_fetched_bytes", "Source bytes fetched.", registry=r)
-        self.uploaded_bytes = Counter(
-            f"{PREFIX}_uploaded_bytes", "Output bytes stored.", registry=r
+        self.fetched_bytes = Counter(
+            counter_name(names.WORKER_FETCHED_BYTES), "Source bytes fetched.", registry=r
         )
-        self.busy = Gauge(f"{PREFIX}_busy", "1 while a job runs on this worker.", registry=r)
+        self.uploaded_bytes = Counter(
+            counter_name(names.WORKER_UPLOADED_BYTES), "Output bytes stored.", registry=r
+        )
+        self.busy = Gauge(names.WORKER_BUSY, "1 while a job runs on this worker.", registry=r)
         self.encode_speed = Histogram(
-            f"{PREFIX}_encode_speed_ratio",
+            names.WORKER_ENCODE_SPEED,
             "Source seconds encoded per wall-clock second (x real time), per job.",
             buckets=SPEED_BUCKETS,
             registry=r,
         )
         self.retries = Counter(
-            f"{PREFIX}_retries",
+            counter_name(names.WORKER_RETRIES),
             "Jobs sent back for another attempt after a transient error.",
             registry=r,
         )
         self.dead_lettered = Counter(
-            f"{PREFIX}_dead_lettered",
+            counter_name(names.WORKER_DEAD_LETTERED),
             "Jobs sent to the dead-letter queue, by reason.",
-            ["reason"],
+            [names.REASON],
             registry=r,
         )
         self.broker_connected = Gauge(
-            f"{PREFIX}_broker_connected", "1 while connected to RabbitMQ.", registry=r
+            names.WORKER_BROKER_CONNECTED, "1 while connected to RabbitMQ.", registry=r
         )

@@ -106,3 +106,8 @@ app.kubernetes.io/component: {{ .component }}
     fieldRef:
       fieldPath: status.podIP
 {{- end }}
+
+{{/* The ConfigMap holding the default worker Pod template for WorkerPools. */}}
+{{- define "kube-transcode.workerTemplateName" -}}
+{{- printf "%s-worker-template" (include "kube-transcode.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -77,7 +78,7 @@ async def _reconcile(
         now=now,
     )
     patch.status.update(update)
-    metrics.JOBS_PUBLISHED.labels(work.message.priority.value).inc()
+    metrics.JOBS_PUBLISHED.labels(_pool(body), work.message.priority.value).inc()
     logger.info("published generation %s to %s in %.3fs", generation, work.queue, seconds)
     kopf.event(body, type=event.type, reason=event.reason, message=event.message)
 
@@ -96,9 +97,15 @@ async def _cancel_previous_generation(
 
 
 def observe_phase(event_type: str | None, body: kopf.Body) -> None:
-    """Keep the jobs-by-phase gauge in step with the watch stream."""
+    """Keep the jobs-by-phase gauge, and the timings taken from phase changes, in step with
+    the watch stream."""
     uid = str(body.meta.uid)
     if event_type == "DELETED":
-        metrics.JOB_PHASES.forget(uid)
+        metrics.JOBS.forget(uid)
     else:
-        metrics.JOB_PHASES.observe(uid, body.status.get("phase"))
+        priority = str(body.spec.get("priority") or "normal")
+        metrics.JOBS.observe(uid, body.status, pool=_pool(body), priority=priority, now=time.time())
+
+
+def _pool(body: kopf.Body) -> str:
+    return str(body.spec.get("pool") or "default")

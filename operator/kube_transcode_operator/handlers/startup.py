@@ -14,6 +14,7 @@ from kube_transcode_operator.event_consumer import EventConsumer
 from kube_transcode_operator.jobstore import JobStore
 from kube_transcode_operator.kube_events import EventPoster
 from kube_transcode_operator.publisher import Publisher
+from kube_transcode_operator.queue_metrics import QueueMetrics, own_namespace
 from kube_transcode_operator.runtime import MEMO_KEY, Runtime, runtime_of
 from kube_transcode_operator.settings import OperatorSettings
 from kube_transcode_operator.worker_events import WorkerEventHandler
@@ -21,6 +22,7 @@ from kube_transcode_operator.worker_events import WorkerEventHandler
 Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
 FINALIZER = "kubetranscode.io/cleanup"
 ANNOTATIONS_PREFIX = "kubetranscode.io"
+QUEUE_METRICS_KEY = "queue_metrics"
 
 
 def load_settings() -> OperatorSettings:
@@ -72,6 +74,11 @@ async def start(kopf_settings: kopf.OperatorSettings, memo: kopf.Memo, logger: L
     )
     memo[MEMO_KEY] = runtime
     metrics.serve(settings.bind_address, settings.metrics_port)
+    queue_metrics = QueueMetrics(
+        settings.rabbitmq_url.get_secret_value(), settings.queue_metrics_seconds, own_namespace()
+    )
+    memo[QUEUE_METRICS_KEY] = queue_metrics
+    queue_metrics.start()
     runtime.consumer.start()
     logger.info("consuming worker events from %s", settings.events_queue)
 
@@ -79,6 +86,8 @@ async def start(kopf_settings: kopf.OperatorSettings, memo: kopf.Memo, logger: L
 async def stop(memo: kopf.Memo) -> None:
     if MEMO_KEY not in memo:
         return
+    if QUEUE_METRICS_KEY in memo:
+        memo[QUEUE_METRICS_KEY].stop()
     runtime = runtime_of(memo)
     runtime.consumer.stop()
     await runtime.publisher.close()

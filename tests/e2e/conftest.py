@@ -1,0 +1,139 @@
+"""End-to-end fixtures: the chart installed with the real helm, sources in MinIO, jobs per test.
+
+The release is (re)installed once per session with `helm upgrade --install`, which also puts
+back what a test or a person changed by hand. Integration modules pause the installed operator
+(`installed_operator_paused`); whatever ran before, the operator and the one worker are left
+with one Ready Pod each, before the e2e tests and after them.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kube_transcode_devstack import release as chart
+from kube_transcode_devstack.layout import tools_bin
+from kube_transcode_devstack.services import MinIO, RabbitMQ
+from kube_transcode_devstack.stack import Stack
+from tests.conftest import Kubectl
+from tests.e2e.helpers import OPERATOR, WORKER, Jobs, s3_delete_prefix, wait_until
+from tests.integration.media import ffmpeg
+
+WORKERS = 1
+# The worker's own x264 preset (KT_FFMPEG_PRESET's default): sources decode like its output.
+PRESET = "veryfast"
+
+
+def release_kubectl(stack: Stack) -> Kubectl:
+    return Kubectl(stack.layout.kubeconfig, chart.NAMESPACE, tools_bin())
+
+
+def ensure_ready(stack: Stack, deployment: str, replicas: int, timeout: str = "180s") -> None:
+    """The Deployment at `replicas`, each of them Ready."""
+    k = release_kubectl(stack)
+    current = k("get", deployment, "-o", "jsonpath={.spec.replicas}").strip()
+    if current != str(replicas):
+        k("scale", deployment, f"--replicas={replicas}")
+    k("rollout", "status", deployment, f"--timeout={timeout}")
+
+
+@pytest.fixture(scope="session")
+def release(kube: Stack, rabbitmq: RabbitMQ, minio: MinIO) -> Iterator[Stack]:
+    chart.ensure_buckets(kube)
+    chart.install_chart(kube, worker_replicas=WORKERS)
+    ensure_ready(kube, OPERATOR, 1)
+    ensure_ready(kube, WORKER, WORKERS)
+    yield kube
+    if kube.rabbitmq.proc.running():
+        ensure_ready(kube, OPERATOR, 1)
+        ensure_ready(kube, WORKER, WORKERS)
+
+
+@dataclass(frozen=True)
+class Source:
+    url: str
+    path: Path  # the same bytes, locally
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Test pictures with a tone in the sources bucket, 640x360 H.264 + AAC."""
+
+    tiny: Source  # 2 s: the quickest job there is
+    medium: Source  # 12 s: FFmpeg runs for a second or more
+    long: Source  # 60 s: progress moves; keeps the one worker busy while a test acts
+    corrupt: Source  # not a video at all
+    missing: str  # an object that does not exist
+
+
+@pytest.fixture(scope="session")
+def sources(release: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sources]:
+    s3: Any = chart.s3_client(release)
+    folder = tmp_path_factory.mktemp("sources")
+    prefix = f"e2e-{secrets.token_hex(4)}"
+
+    def upload(path: Path) -> Source:
+        key = f"{prefix}/{path.name}"
+        s3.upload_file(str(path), chart.SOURCES_BUCKET, key)
+        return Source(f"s3://{chart.SOURCES_BUCKET}/{key}", path)
+
+    def video(name: str, seconds: int) -> Source:
+        path = folder / name
+        ffmpeg(
+            "-f", "lavfi", "-i", f"testsrc2=size=640x360:rate=30:duration={seconds}",
+            "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}",
+            "-c:v", "libx264", "-preset", PRESET, "-pix_fmt", "yuv420p",
+            "-c:a", "aac", "-b:a", "64k", "-movflags", "+faststart", str(path),
+        )  # fmt: skip
+        return upload(path)
+
+    corrupt = folder / "corrupt.mp4"
+    corrupt.write_bytes(random.Random(7).randbytes(256 * 1024))
+    yield Sources(
+        tiny=video("tiny.mp4", 2),
+        medium=video("medium.mp4", 12),
+        long=video("long.mp4", 60),
+        corrupt=upload(corrupt),
+        missing=f"s3://{chart.SOURCES_BUCKET}/{prefix}/no-such-video.mp4",
+    )
+    s3_delete_prefix(s3, chart.SOURCES_BUCKET, f"{prefix}/")
+
+
+@pytest.fixture
+def output_s3(release: Stack) -> Any:
+    return chart.s3_client(release)
+
+
+def wait_release_serving(stack: Stack, timeout: float = 180) -> None:
+    """The installed operator and worker Ready. Another pytest session's integration module
+    may have paused the operator (installed_operator_paused), a spot interruption may be
+    moving the worker: wait for them rather than start a second operator beside that one."""
+    k = release_kubectl(stack)
+
+    def ready(deployment: str, replicas: int) -> bool:
+        out = k("get", deployment, "-o", "jsonpath={.status.readyReplicas}", check=False)
+        return out.strip() == str(replicas)
+
+    wait_until(
+        f"the release's operator and {WORKERS} worker(s) Ready (is another test session "
+        "pausing them?)",
+        lambda: ready(OPERATOR, 1) and ready(WORKER, WORKERS),
+        timeout,
+        lambda: k("get", "deployments,pods", "-o", "wide"),
+    )
+
+
+@pytest.fixture
+def jobs(release: Stack, namespace: Kubectl, output_s3: Any) -> Iterator[Jobs]:
+    """This test's namespace, as a user applying TranscodeJobs sees it. Afterwards its jobs are
+    deleted (the operator's finalizer runs) and what they wrote to the default bucket too."""
+    wait_release_serving(release)
+    yield Jobs(namespace)
+    namespace("delete", "transcodejobs", "--all", "--timeout=90s", check=False)
+    s3_delete_prefix(output_s3, chart.DEFAULT_BUCKET, f"{namespace.namespace}/")
