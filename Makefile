@@ -31,15 +31,15 @@ lock: ## Re-pin Python dependencies after editing pyproject.toml (writes require
 
 .PHONY: up
 up: deps ## Start the local stack, install the chart and transcode an example.
-	$(BIN)/kt-devstack up --state $(STATE)
+	$(BIN)/kt-devstack --state $(STATE) up
 
 .PHONY: down
 down: python ## Stop every process of the local stack.
-	$(BIN)/kt-devstack down --state $(STATE)
+	$(BIN)/kt-devstack --state $(STATE) down
 
 .PHONY: status
 status: python ## Show the local stack's processes and endpoints.
-	$(BIN)/kt-devstack status --state $(STATE)
+	$(BIN)/kt-devstack --state $(STATE) status
 
 .PHONY: kind-up
 kind-up: ## Where Docker exists: kind cluster, images built and loaded, chart installed.
