@@ -40,6 +40,29 @@ def ensure_buckets(stack: Stack) -> None:
     for bucket in (DEFAULT_BUCKET, SOURCES_BUCKET):
         if bucket not in existing:
             s3.create_bucket(Bucket=bucket)
+    # The master playlist URL in status plays in a browser or player without credentials.
+    s3.put_bucket_policy(Bucket=DEFAULT_BUCKET, Policy=json.dumps(playback_policy(DEFAULT_BUCKET)))
+
+
+def playback_policy(bucket: str) -> dict[str, Any]:
+    """Anyone may read the ladders; the operator's own bookkeeping stays private."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": ["*"]},
+                "Action": ["s3:GetObject"],
+                "Resource": [f"arn:aws:s3:::{bucket}/*"],
+            },
+            {
+                "Effect": "Deny",
+                "Principal": {"AWS": ["*"]},
+                "Action": ["s3:GetObject"],
+                "Resource": [f"arn:aws:s3:::{bucket}/.kube-transcode/*"],
+            },
+        ],
+    }
 
 
 def helm_values(stack: Stack, worker_replicas: int = 1) -> dict[str, Any]:

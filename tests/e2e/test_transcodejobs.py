@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import yaml
 
 from kube_transcode.ladder import NAMED_RUNGS, HlsOptions, plan_ladder
@@ -70,6 +71,9 @@ def test_a_job_goes_queued_running_succeeded_and_leaves_a_playable_ladder(
     prefix = f"{jobs.namespace}/ladder"
     assert status["outputs"]["masterPlaylist"] == f"s3://{BUCKET}/{prefix}/{MASTER_PLAYLIST_NAME}"
     assert status["outputs"]["masterPlaylistUrl"].endswith(f"/{BUCKET}/{prefix}/master.m3u8")
+    # A player fetches the URL in status without credentials.
+    played = requests.get(status["outputs"]["masterPlaylistUrl"], timeout=10)
+    assert played.status_code == 200 and played.text.startswith("#EXTM3U")
     assert {r["name"]: r["resolution"] for r in status["outputs"]["renditions"]} == {
         "360p": "640x360",
         "240p": "426x240",
