@@ -27,6 +27,7 @@ TERMINAL = frozenset({"Succeeded", "Failed"})
 OPERATOR = "deployment/kube-transcode-operator"
 WORKER = "deployment/kube-transcode-worker-default"
 OPERATOR_PODS = "app.kubernetes.io/component=operator"
+WATCH_CATCH_UP_SECONDS = 15
 
 Job = dict[str, Any]
 
@@ -189,6 +190,7 @@ class Seen:
     """One status of one job as `kubectl get -w` delivered it."""
 
     name: str
+    resource_version: str
     phase: str
     progress: int | None
     attempts: int | None
@@ -206,6 +208,7 @@ class Watch:
         status = job.get("status") or {}
         item = Seen(
             job["metadata"]["name"],
+            job["metadata"].get("resourceVersion", ""),
             status.get("phase") or "",
             status.get("progress"),
             status.get("attempts"),
@@ -213,6 +216,14 @@ class Watch:
         )
         with self._lock:
             self.seen.append(item)
+
+    def has_seen(self, jobs: Iterable[Job]) -> bool:
+        """Whether the stream has delivered each of these jobs as it is now."""
+        with self._lock:
+            seen = {(s.name, s.resource_version) for s in self.seen}
+        return all(
+            (j["metadata"]["name"], j["metadata"].get("resourceVersion", "")) in seen for j in jobs
+        )
 
     def of(self, name: str) -> list[Seen]:
         with self._lock:
@@ -276,7 +287,12 @@ def watching(k: Kubectl) -> Iterator[Watch]:
         yield watch
     finally:
         # What happened last is often what the test asserts on: let the stream catch up.
-        time.sleep(0.5)
+        wait_until(
+            "the watch to deliver every job's current state",
+            lambda: watch.has_seen(json.loads(k("get", "transcodejobs", "-o", "json"))["items"]),
+            WATCH_CATCH_UP_SECONDS,
+            lambda: k("get", "transcodejobs"),
+        )
         process.terminate()
         process.wait(timeout=10)
         reader.join(timeout=5)
