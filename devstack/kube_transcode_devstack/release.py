@@ -3,6 +3,7 @@ transcoded end to end: what `make up` finishes with."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -16,6 +17,8 @@ from .stack import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "kube-transcode"
+CRDS = ROOT / "crds"
+SOURCE_ANNOTATION = "kubetranscode.io/source-digest"
 RELEASE = "kube-transcode"
 NAMESPACE = "kube-transcode"
 DEFAULT_BUCKET = "kube-transcode"
@@ -75,17 +78,52 @@ def helm_values(stack: Stack, worker_replicas: int = 1) -> dict[str, Any]:
             "accessKeyId": c.s3_access_key,
             "secretAccessKey": c.s3_secret_key,
         },
-        "operator": {"defaultBucket": DEFAULT_BUCKET},
-        "worker": {"replicas": worker_replicas},
+        # Pods here run the checkout's code: a changed source rolls them on the next install.
+        "operator": {
+            "defaultBucket": DEFAULT_BUCKET,
+            "podAnnotations": {SOURCE_ANNOTATION: source_digest("kube_transcode", "operator")},
+        },
+        "worker": {
+            "replicas": worker_replicas,
+            "podAnnotations": {SOURCE_ANNOTATION: source_digest("kube_transcode", "worker")},
+        },
         # The dashboard ConfigMap (no Grafana here: tests/e2e/test_observability.py runs its
         # queries against the local Prometheus, devstack/prometheus.py).
         "grafana": {"dashboards": {"enabled": True}},
     }
 
 
+def source_digest(*folders: str) -> str:
+    """A digest of the Python sources under the given checkout folders."""
+    digest = hashlib.sha256()
+    for folder in folders:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def apply_crds(stack: Stack) -> None:
+    """helm installs a chart's crds/ on first install only and never upgrades them, so the
+    current CRDs are applied first: a changed schema takes effect on the next `make up`."""
+    _run(
+        [
+            str(tools_bin() / "kubectl"),
+            "--kubeconfig",
+            str(stack.layout.kubeconfig),
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=kube-transcode-devstack",
+            "-f",
+            str(CRDS),
+        ]
+    )
+
+
 def install_chart(stack: Stack, worker_replicas: int = 1, timeout: str = "5m") -> None:
-    """helm upgrade --install, waiting until every Pod is Ready. Credentials go through a
-    private values file, never the command line."""
+    """The current CRDs, then helm upgrade --install, waiting until every Pod is Ready.
+    Credentials go through a private values file, never the command line."""
+    apply_crds(stack)
     values = stack.layout.state / "helm-values.yaml"
     values.write_text(yaml.safe_dump(helm_values(stack, worker_replicas)))
     values.chmod(0o600)

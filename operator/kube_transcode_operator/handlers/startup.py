@@ -21,7 +21,9 @@ from kube_transcode_operator.worker_events import WorkerEventHandler
 
 Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
 FINALIZER = "kubetranscode.io/cleanup"
-ANNOTATIONS_PREFIX = "kubetranscode.io"
+# kopf's bookkeeping (handler progress, the last handled spec) lives in status.kopf, so a
+# handler's outcome and kopf's record of it reach the API server as one status patch.
+KOPF_STATUS_NAME = "kopf"
 QUEUE_METRICS_KEY = "queue_metrics"
 
 
@@ -39,12 +41,8 @@ def load_settings() -> OperatorSettings:
 
 def configure(kopf_settings: kopf.OperatorSettings) -> None:
     kopf_settings.persistence.finalizer = FINALIZER
-    kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
-        prefix=ANNOTATIONS_PREFIX
-    )
-    kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=ANNOTATIONS_PREFIX, key="last-handled-configuration"
-    )
+    kopf_settings.persistence.progress_storage = kopf.StatusProgressStorage(name=KOPF_STATUS_NAME)
+    kopf_settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(name=KOPF_STATUS_NAME)
     # Only the Events the handlers post on purpose, not every log line.
     kopf_settings.posting.loggers = False
     kopf_settings.watching.server_timeout = 300
