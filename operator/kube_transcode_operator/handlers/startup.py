@@ -24,6 +24,8 @@ FINALIZER = "kubetranscode.io/cleanup"
 # kopf's bookkeeping (handler progress, the last handled spec) lives in status.kopf, so a
 # handler's outcome and kopf's record of it reach the API server as one status patch.
 KOPF_STATUS_NAME = "kopf"
+TIMER_EXIT_WAIT_SECONDS = 0.1
+TIMER_EXIT_POLL_SECONDS = 1.0
 QUEUE_METRICS_KEY = "queue_metrics"
 
 
@@ -45,6 +47,11 @@ def configure(kopf_settings: kopf.OperatorSettings) -> None:
     kopf_settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(name=KOPF_STATUS_NAME)
     # Only the Events the handlers post on purpose, not every log line.
     kopf_settings.posting.loggers = False
+    # A job's finalizer waits for its timers to exit. The TTL timer deletes its own job, so it
+    # is often still returning when the deletion arrives; kopf's default is to look again
+    # 60 s later. Wait briefly for it instead, and look again each second.
+    kopf_settings.background.instant_exit_timeout = TIMER_EXIT_WAIT_SECONDS
+    kopf_settings.background.cancellation_polling = TIMER_EXIT_POLL_SECONDS
     kopf_settings.watching.server_timeout = 300
     kopf_settings.networking.request_timeout = 60
 
