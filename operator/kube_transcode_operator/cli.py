@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-
 import kopf
 
+from kube_transcode_operator import logs
 from kube_transcode_operator.handlers.startup import load_settings
 
 
@@ -15,8 +14,7 @@ def main() -> None:
 
     settings = load_settings()
     kopf.configure(verbose=False)
-    # pika logs every failed connection attempt with a traceback; the consumer logs one line.
-    logging.getLogger("pika").setLevel(logging.CRITICAL)
+    logs.configure()
     kopf.run(
         standalone=True,
         clusterwide=not settings.watch_namespaces,
