@@ -25,7 +25,8 @@ What a Pod gets, in place of a container:
 * its own loopback IP ``127.77.X.Y`` as ``status.podIP`` (hostIP 127.0.0.1), so many pods can
   bind the same port;
 * stdout and stderr in ``<state>/pods/<namespace>_<name>_<uid>/<container>.log`` (appended
-  across restarts), working directory that pod folder unless ``workingDir`` is set;
+  across restarts), working directory that pod folder unless ``workingDir`` is set; the
+  folders of the last 100 Pods that left the node are kept for their logs (``poddirs``);
 * no mounts: processes cannot see ``/var/run/secrets/kubernetes.io/serviceaccount``. Unless
   ``automountServiceAccountToken`` is false (pod, else ServiceAccount), a TokenRequest token,
   ``ca.crt`` and ``namespace`` are written to ``<pod dir>/serviceaccount/`` (refreshed at 80%

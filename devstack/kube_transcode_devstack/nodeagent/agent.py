@@ -28,6 +28,7 @@ from typing import Any
 
 import requests
 
+from . import poddirs
 from .envresolve import ConfigError, configmap_data, decode_secret
 from .ipalloc import IPAllocator
 from .kube import ApiError, KubeClient, UnavailableError, api_path
@@ -493,7 +494,9 @@ class NodeAgent:
                 self.pods.pop(rt.uid, None)
                 self._finalizing[rt.uid] = time.monotonic()
                 self.ips.release(rt.ip)
+                live = set(self.pods)
             LOG.info("%s: gone from the node", rt.key)
+            poddirs.prune(self.state / "pods", live)
 
     def _reconcile(self, rt: PodRuntime, now: float) -> None:
         pod = rt.pod
