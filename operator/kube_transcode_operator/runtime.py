@@ -9,6 +9,7 @@ from typing import Any
 from kube_transcode_operator.cleanup import OutputStore
 from kube_transcode_operator.event_consumer import EventConsumer
 from kube_transcode_operator.jobstore import JobStore
+from kube_transcode_operator.kube_events import EventPoster
 from kube_transcode_operator.publisher import Publisher
 from kube_transcode_operator.settings import OperatorSettings
 
@@ -22,6 +23,7 @@ class Runtime:
     outputs: OutputStore
     jobs: JobStore
     consumer: EventConsumer
+    events: EventPoster
 
 
 def runtime_of(memo: Mapping[str, Any]) -> Runtime:

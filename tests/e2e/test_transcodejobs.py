@@ -327,11 +327,11 @@ def test_an_operator_restart_loses_no_job_and_publishes_none_twice(
     jobs: Jobs, sources: Sources, release: Stack
 ) -> None:
     first = ["r1", "r2", "r3"]
-    jobs.apply(
-        transcode_job("r1", sources.long.url),
-        transcode_job("r2", sources.tiny.url),
-        transcode_job("r3", sources.tiny.url),
-    )
+    # r1 takes the only worker first; r2 and r3 then wait in the queue behind it. (Applied
+    # together, the three are published in no fixed order.)
+    jobs.apply(transcode_job("r1", sources.long.url))
+    jobs.wait_phase(["r1"], ["Running"], JOB_SECONDS)
+    jobs.apply(transcode_job("r2", sources.tiny.url), transcode_job("r3", sources.tiny.url))
     before = jobs.wait_for(
         "r1 Running, r2 and r3 Queued",
         lambda js: (
@@ -374,11 +374,9 @@ def test_a_rabbitmq_restart_lets_every_job_finish(
     rabbitmq = release.rabbitmq
     names = ["b1", "b2", "b3"]
     with watching(jobs.k) as watch:
-        jobs.apply(
-            transcode_job("b1", sources.long.url),
-            transcode_job("b2", sources.tiny.url),
-            transcode_job("b3", sources.tiny.url),
-        )
+        jobs.apply(transcode_job("b1", sources.long.url))  # first on the only worker
+        jobs.wait_phase(["b1"], ["Running"], JOB_SECONDS)
+        jobs.apply(transcode_job("b2", sources.tiny.url), transcode_job("b3", sources.tiny.url))
         jobs.wait_for(
             "b1 Running, b2 and b3 Queued",
             lambda js: (

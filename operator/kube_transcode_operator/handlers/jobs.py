@@ -57,7 +57,7 @@ async def _reconcile(
             generation=generation, now=now,
         )  # fmt: skip
         patch.status.update(update)
-        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+        await runtime.events.emit(body, event)
         raise kopf.PermanentError(rejection.message) from rejection
     try:
         seconds = await runtime.publisher.publish_job(work.message, work.queue)
@@ -80,7 +80,7 @@ async def _reconcile(
     patch.status.update(update)
     metrics.JOBS_PUBLISHED.labels(_pool(body), work.message.priority.value).inc()
     logger.info("published generation %s to %s in %.3fs", generation, work.queue, seconds)
-    kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+    await runtime.events.emit(body, event)
 
 
 async def _cancel_previous_generation(

@@ -58,7 +58,7 @@ async def enforce_deadline(
         )
         patch.status.update(update)
         logger.warning(event.message)
-        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+        await runtime.events.emit(body, event)
 
 
 async def expire(body: kopf.Body, memo: kopf.Memo, logger: Logger) -> None:

@@ -42,6 +42,7 @@ from kube_transcode_operator.queue_depth import (
     QueueUnavailableError,
 )
 from kube_transcode_operator.runtime import runtime_of
+from kube_transcode_operator.status import KubeEvent
 
 Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
 MEMO_KEY: Final = "pools"
@@ -66,7 +67,7 @@ def _runtime(memo: kopf.Memo) -> PoolRuntime:
             inspector=QueueInspector(url),
             management=ManagementStats(management, url) if management else None,
             jobs=JobStore(),
-            events=EventPoster(),
+            events=runtime_of(memo).events,
         )
     runtime = memo[MEMO_KEY]
     assert isinstance(runtime, PoolRuntime)
@@ -182,7 +183,7 @@ async def autoscale_tick(
     if decision.changes(current):
         await asyncio.to_thread(_scale, namespace, deployment_name(name), decision.replicas)
         logger.info("scaled %s -> %s: %s", current, decision.replicas, decision.message)
-        kopf.event(body, type="Normal", reason=decision.reason, message=decision.message)
+        await runtime.events.emit(body, KubeEvent("Normal", decision.reason, decision.message))
         patch.status["lastScaleTime"] = timestamp(now)
         patch.status["lastScaleReason"] = decision.reason
         patch.status["lastScaleMessage"] = decision.message

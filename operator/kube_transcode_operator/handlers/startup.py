@@ -61,7 +61,8 @@ async def start(kopf_settings: kopf.OperatorSettings, memo: kopf.Memo, logger: L
     settings = load_settings()
     load_client_config()
     jobs = JobStore()
-    handler = WorkerEventHandler(jobs, settings, EventPoster().post)
+    events = EventPoster()
+    handler = WorkerEventHandler(jobs, settings, events.post)
     runtime = Runtime(
         settings=settings,
         publisher=Publisher(
@@ -76,6 +77,7 @@ async def start(kopf_settings: kopf.OperatorSettings, memo: kopf.Memo, logger: L
             handler.handle,
             handler.flush,
         ),
+        events=events,
     )
     memo[MEMO_KEY] = runtime
     metrics.serve(settings.bind_address, settings.metrics_port)
