@@ -22,8 +22,9 @@ from kube_transcode_devstack.layout import tools_bin
 from kube_transcode_devstack.services import MinIO, RabbitMQ
 from kube_transcode_devstack.stack import Stack
 from tests.conftest import Kubectl
-from tests.e2e.helpers import OPERATOR, WORKER, Jobs, s3_delete_prefix, wait_until
+from tests.e2e.helpers import OPERATOR, WORKER, Jobs, s3_delete_prefix
 from tests.integration.media import ffmpeg
+from tests.polling import wait_until
 
 WORKERS = 1
 # The worker's own x264 preset (KT_FFMPEG_PRESET's default): sources decode like its output.

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,9 +19,9 @@ from typing import Any
 import yaml
 
 from tests.conftest import Kubectl
+from tests.polling import wait_until
 
 API_VERSION = "kubetranscode.io/v1alpha1"
-POLL_SECONDS = 0.3
 TERMINAL = frozenset({"Succeeded", "Failed"})
 OPERATOR = "deployment/kube-transcode-operator"
 WORKER = "deployment/kube-transcode-worker-default"
@@ -30,20 +29,6 @@ OPERATOR_PODS = "app.kubernetes.io/component=operator"
 WATCH_CATCH_UP_SECONDS = 15
 
 Job = dict[str, Any]
-
-
-def wait_until(
-    what: str, check: Callable[[], Any], timeout: float, detail: Callable[[], str]
-) -> Any:
-    """check()'s first truthy result; AssertionError naming what and showing detail() if none."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{detail()}")
-        time.sleep(POLL_SECONDS)
 
 
 def ready_pods(k: Kubectl, selector: str) -> list[str]:

@@ -24,7 +24,8 @@ from kube_transcode.messages import dead_letter_name, job_queue_name
 from kube_transcode_devstack.stack import Stack
 from tests.conftest import Kubectl
 from tests.e2e.conftest import Sources, release_kubectl
-from tests.e2e.helpers import Jobs, transcode_job, wait_until
+from tests.e2e.helpers import Jobs, transcode_job
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -24,8 +24,9 @@ from kube_transcode_devstack.prometheus import Prometheus
 from kube_transcode_devstack.stack import Stack
 from tests.conftest import Kubectl
 from tests.e2e.conftest import release_kubectl
-from tests.e2e.helpers import OPERATOR, WORKER, Jobs, transcode_job, wait_until
+from tests.e2e.helpers import OPERATOR, WORKER, Jobs, transcode_job
 from tests.integration.media import ffmpeg
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.e2e
 

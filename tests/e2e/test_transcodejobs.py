@@ -35,10 +35,10 @@ from tests.e2e.helpers import (
     s3_download,
     s3_keys,
     transcode_job,
-    wait_until,
     watching,
 )
 from tests.integration.media import check_ladder, check_media_playlist
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.e2e
 

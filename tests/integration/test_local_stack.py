@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import yaml
 
 from kube_transcode_devstack.stack import Stack
 from tests.conftest import Kubectl
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -24,15 +24,6 @@ SPOT_TOLERATIONS = [
     {"key": "kubernetes.azure.com/scalesetpriority", "operator": "Exists", "effect": "NoSchedule"},
     {"key": "cloud.google.com/gke-spot", "operator": "Exists", "effect": "NoSchedule"},
 ]
-
-
-def wait_until(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def processes_with(marker: str) -> list[int]:
@@ -134,17 +125,17 @@ def test_nodes_are_registered_and_ready(kube: Stack, namespace: Kubectl) -> None
 def test_deployment_becomes_local_processes_and_scales(namespace: Kubectl) -> None:
     marker = f"marker-{namespace.namespace}"
     namespace("apply", "-f", "-", input=deployment("sleepers", 3, SLEEPER, [marker], grace=2))
-    wait_until("3 ready pods", lambda: len(running_ready(namespace, "app=sleepers")) == 3)
-    wait_until("3 processes", lambda: len(processes_with(marker)) == 3)
+    wait_until("3 ready pods", lambda: len(running_ready(namespace, "app=sleepers")) == 3, 60)
+    wait_until("3 processes", lambda: len(processes_with(marker)) == 3, 60)
     ips = {p["status"]["podIP"] for p in running_ready(namespace, "app=sleepers")}
     assert len(ips) == 3, "every pod has an address of its own"
 
     namespace("scale", "deployment/sleepers", "--replicas=1")
-    wait_until("1 process", lambda: len(processes_with(marker)) == 1)
-    wait_until("1 pod", lambda: len(pods(namespace, "app=sleepers")) == 1)
+    wait_until("1 process", lambda: len(processes_with(marker)) == 1, 60)
+    wait_until("1 pod", lambda: len(pods(namespace, "app=sleepers")) == 1, 60)
 
     namespace("scale", "deployment/sleepers", "--replicas=2")
-    wait_until("2 processes", lambda: len(processes_with(marker)) == 2)
+    wait_until("2 processes", lambda: len(processes_with(marker)) == 2, 60)
 
 
 def test_pod_deletion_sends_sigterm_and_honours_the_grace_period(
@@ -157,20 +148,22 @@ def test_pod_deletion_sends_sigterm_and_honours_the_grace_period(
         "-",
         input=deployment("graceful", 1, GRACEFUL, [str(log), "3"], grace=20),
     )
-    wait_until("the process to start", lambda: log.exists() and "START" in log.read_text())
+    wait_until("the process to start", lambda: log.exists() and "START" in log.read_text(), 60)
     pod = pods(namespace, "app=graceful")[0]["metadata"]["name"]
     namespace("delete", "pod", pod, "--wait=false")
     wait_until("a clean exit", lambda: "EXIT" in log.read_text(), timeout=30)
     events = dict(line.split() for line in log.read_text().splitlines() if line)
     assert float(events["EXIT"]) - float(events["SIGTERM"]) >= 2.9, "it was given its 3 s"
-    wait_until("the pod to disappear", lambda: pod not in namespace("get", "pods", "-o", "name"))
+    wait_until(
+        "the pod to disappear", lambda: pod not in namespace("get", "pods", "-o", "name"), 60
+    )
 
 
 def test_process_ignoring_sigterm_is_killed_after_the_grace_period(namespace: Kubectl) -> None:
     marker = f"stubborn-{namespace.namespace}"
     script = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(3600)"
     namespace("apply", "-f", "-", input=deployment("stubborn", 1, script, [marker], grace=3))
-    wait_until("the process", lambda: len(processes_with(marker)) == 1)
+    wait_until("the process", lambda: len(processes_with(marker)) == 1, 60)
     namespace("scale", "deployment/stubborn", "--replicas=0")
     start = time.monotonic()
     wait_until("SIGKILL", lambda: not processes_with(marker), timeout=30)
@@ -206,7 +199,9 @@ def test_spot_tolerating_pods_land_on_spot_and_others_on_demand(namespace: Kubec
         input=deployment("on-spot", 2, SLEEPER, ["s"], grace=1, pod_spec=spot_affinity),
     )
     namespace("apply", "-f", "-", input=deployment("plain", 2, SLEEPER, ["p"], grace=1))
-    wait_until("4 ready pods", lambda: len(running_ready(namespace, "app in (on-spot,plain)")) == 4)
+    wait_until(
+        "4 ready pods", lambda: len(running_ready(namespace, "app in (on-spot,plain)")) == 4, 60
+    )
     assert {p["spec"]["nodeName"] for p in pods(namespace, "app=on-spot")} == {"spot-1"}
     assert {p["spec"]["nodeName"] for p in pods(namespace, "app=plain")} == {"ondemand-1"}
 
@@ -251,7 +246,7 @@ def test_spot_interruption_drains_gracefully_and_work_moves_on_demand(
         {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
     ]
     namespace("apply", "-f", "-", input=yaml.safe_dump(manifest))
-    wait_until("2 ready pods", lambda: len(running_ready(namespace, "app=movers")) == 2)
+    wait_until("2 ready pods", lambda: len(running_ready(namespace, "app=movers")) == 2, 60)
     first = {p["metadata"]["name"]: p["spec"]["nodeName"] for p in pods(namespace, "app=movers")}
     assert set(first.values()) == {"spot-1"}
 

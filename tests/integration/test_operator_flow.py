@@ -4,8 +4,7 @@ kubectl apply -> one confirmed message at the job's priority -> worker events ->
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -30,6 +29,7 @@ from kube_transcode_devstack.services import MinIO
 from kube_transcode_devstack.stack import Stack
 from tests.conftest import Kubectl, Vhost
 from tests.integration.test_crd_transcodejob import install_crd
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -74,17 +74,6 @@ def running_operator(namespace: str) -> Iterator[KopfRunner]:
     assert runner.exit_code == 0, runner.output
 
 
-def eventually(probe: Callable[[], T | None], what: str, timeout: float = 30) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value is not None and value is not False:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.2)
-
-
 def get_job(kubectl: Kubectl, name: str) -> dict[str, Any]:
     body: dict[str, Any] = json.loads(kubectl("get", "tj", name, "-o", "json"))
     return body
@@ -95,7 +84,7 @@ def wait_phase(kubectl: Kubectl, name: str, phase: str, timeout: float = 30) -> 
         job = get_job(kubectl, name)
         return job if job.get("status", {}).get("phase") == phase else None
 
-    return eventually(probe, f"{name} to be {phase}", timeout)
+    return wait_until(f"{name} to be {phase}", probe, timeout)
 
 
 def condition(job: dict[str, Any], type_: str) -> dict[str, Any]:
@@ -202,9 +191,10 @@ def test_worker_events_drive_status_to_succeeded(namespace: Kubectl, vhost: Vhos
 
         send_event(vhost, message, Phase.transcoding, progress_percent=10.0)
         send_event(vhost, message, Phase.transcoding, progress_percent=55.5)
-        running = eventually(
-            lambda: (j := get_job(namespace, "movie"))["status"].get("progress", 0) >= 55 and j,
+        running = wait_until(
             "progress 55",
+            lambda: (j := get_job(namespace, "movie"))["status"].get("progress", 0) >= 55 and j,
+            30,
         )
         assert running["status"]["phase"] == "Running"
         assert running["status"]["worker"] == "worker-0"
@@ -239,7 +229,7 @@ def test_worker_events_drive_status_to_succeeded(namespace: Kubectl, vhost: Vhos
         seen = set(event_reasons(namespace, "movie"))
         return seen if "Succeeded" in seen else None
 
-    assert {"Queued", "Started", "Succeeded"} <= eventually(reasons, "a Succeeded event")
+    assert {"Queued", "Started", "Succeeded"} <= wait_until("a Succeeded event", reasons, 30)
 
 
 @pytest.mark.usefixtures("crd", "operator_env")
@@ -266,7 +256,7 @@ def test_failed_attempts_retry_then_fail_with_the_workers_reason(
         failed = wait_phase(namespace, "broken", "Failed")
     assert condition(failed, "Failed")["reason"] == "UnsupportedCodec"
     assert "no decoder for prores_raw" in condition(failed, "Failed")["message"]
-    assert eventually(lambda: "Failed" in event_reasons(namespace, "broken"), "a Failed event")
+    assert wait_until("a Failed event", lambda: "Failed" in event_reasons(namespace, "broken"), 30)
 
 
 @pytest.mark.usefixtures("crd", "operator_env")
@@ -366,8 +356,8 @@ def test_finished_jobs_are_deleted_after_their_ttl_within_seconds(
         for _ in names:
             message, _ = take_job(vhost)
             send_event(vhost, message, Phase.failed, reason="SourceNotFound", message="404")
-        eventually(
-            lambda: not namespace("get", "tj", "-o", "name").strip(),
+        wait_until(
             "the finished jobs to be deleted",
-            timeout=20,
+            lambda: not namespace("get", "tj", "-o", "name").strip(),
+            20,
         )

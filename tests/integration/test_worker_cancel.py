@@ -41,9 +41,9 @@ from tests.integration.test_worker_queue import (
     queue_counts,
     small_source,
     upload_source,
-    wait_until,
     workers,
 )
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.integration
 __all__ = ["broker", "small_source", "workers"]  # fixtures shared with test_worker_queue
@@ -122,7 +122,7 @@ def test_a_cancel_stops_the_running_encode_and_the_worker_serves_on(
     broadcast(broker, cancel_of(message))
     # FFmpeg gets SIGTERM to flush its lookahead (seconds at veryslow), SIGKILL after the grace.
     gone = KILL_GRACE_SECONDS + 2
-    wait_until("FFmpeg to exit", lambda: not ffmpeg_pids(worker.process.pid), gone, 0.05)
+    wait_until("FFmpeg to exit", lambda: not ffmpeg_pids(worker.process.pid), gone, interval=0.05)
     stop_seconds = time.monotonic() - sent
     failed = broker.event(message.job.uid, Phase.failed, timeout=10)
     assert failed.reason == CANCELLED_REASON

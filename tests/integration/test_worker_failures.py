@@ -28,9 +28,9 @@ from tests.integration.test_worker_queue import (
     job_message,
     small_source,
     upload_source,
-    wait_until,
     workers,
 )
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.integration
 __all__ = ["broker", "small_source", "workers"]  # fixtures shared with test_worker_queue

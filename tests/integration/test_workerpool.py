@@ -34,12 +34,12 @@ from tests.integration.test_operator_flow import (
     amqp,
     apply_job,
     crd,  # noqa: F401 - fixture
-    eventually,
     get_job,
     operator_env,  # noqa: F401 - fixture
     running_operator,
     wait_phase,
 )
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -101,7 +101,7 @@ def replicas(kubectl: Kubectl, pool: str) -> int | None:
 def wait_replicas(kubectl: Kubectl, pool: str, want: int, timeout: float = 30) -> float:
     """Seconds until the Deployment asks for `want` replicas."""
     started = time.monotonic()
-    eventually(lambda: replicas(kubectl, pool) == want, f"{pool} at {want} replicas", timeout)
+    wait_until(f"{pool} at {want} replicas", lambda: replicas(kubectl, pool) == want, timeout)
     return time.monotonic() - started
 
 
@@ -117,7 +117,7 @@ def running_pods(kubectl: Kubectl, pool: str, count: int) -> list[dict[str, Any]
         running = [p for p in found if p.get("status", {}).get("phase") == "Running"]
         return running if len(running) == count and len(found) == count else None
 
-    return eventually(probe, f"{count} running pods of {pool}", 60)
+    return wait_until(f"{count} running pods of {pool}", probe, 60)
 
 
 def publish(vhost: Vhost, queue: str, count: int) -> None:
@@ -219,7 +219,7 @@ def test_pool_follows_its_queue_and_never_drops_a_busy_worker(
             }
             return found if found.get(busy_pod) == BUSY_COST else None
 
-        seen = eventually(costs, "the busy pod's deletion cost", 15)
+        seen = wait_until("the busy pod's deletion cost", costs, 15)
         assert sorted(seen.values()) == [IDLE_COST, IDLE_COST, BUSY_COST]
 
         # The fillers go: demand is the busy job alone. Not before the cooldown, then to 1,
@@ -228,9 +228,9 @@ def test_pool_follows_its_queue_and_never_drops_a_busy_worker(
         drained = time.monotonic()
         reactions["3->1 (4 s cooldown)"] = wait_replicas(namespace, pool_name, 1, timeout=20)
         assert time.monotonic() - drained >= 4 - 1.5  # the cooldown held (a tick of slack)
-        eventually(
-            lambda: [p["metadata"]["name"] for p in pods(namespace, pool_name)] == [busy_pod],
+        wait_until(
             "only the busy pod to remain",
+            lambda: [p["metadata"]["name"] for p in pods(namespace, pool_name)] == [busy_pod],
             30,
         )
         status = pool_status(namespace, pool_name)
@@ -280,7 +280,7 @@ def test_urgent_jobs_move_to_the_on_demand_pool_when_spot_pods_cannot_be_placed(
             queued = next(c for c in job["status"]["conditions"] if c["type"] == "Queued")
             return job if queued["reason"] == "MovedToOnDemand" else None
 
-        job = eventually(moved, "the urgent job to move", 30)
+        job = wait_until("the urgent job to move", moved, 30)
         waited = time.monotonic() - queued_at
         assert waited >= 3 - 1
         assert job["status"]["published"]["queue"] == job_queue_name(on_demand)
