@@ -9,7 +9,7 @@ import botocore.exceptions
 import kopf
 
 from kube_transcode.messages import JobCancel, JobRef
-from kube_transcode_operator.publisher import BrokerUnavailableError
+from kube_transcode_operator.amqp_link import BrokerUnavailableError
 from kube_transcode_operator.runtime import Runtime
 
 RETRY_SECONDS = 5

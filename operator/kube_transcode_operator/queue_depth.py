@@ -10,33 +10,27 @@ queue.declare over AMQP answers with the ready count as it is now, in a millisec
   deliveries whose job status has not caught up; it may be 5 s old, which only delays a
   scale-in). The management API is optional (KT_RABBITMQ_MANAGEMENT_URL).
 
-pika's BlockingConnection belongs to one thread: every AMQP call runs on one executor thread.
+Both go over the inspector's own AMQP connection (amqp_link); an unreachable broker raises
+BrokerUnavailableError and the next tick tries again.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 from urllib.parse import quote, unquote, urlsplit
 
 import aiohttp
-import pika
-import pika.exceptions
 
-from kube_transcode.messages import JobRef, declare_topology, job_ref_of
+from kube_transcode.messages import JobRef, job_ref_of
+from kube_transcode_operator.amqp_link import AmqpLink, Channel
 
 log = logging.getLogger(__name__)
 MANAGEMENT_REFRESH_SECONDS: Final = 5.0
 MANAGEMENT_TIMEOUT_SECONDS: Final = 1.5
-
-
-class QueueUnavailableError(Exception):
-    """The broker could not be asked; the next tick tries again."""
 
 
 @dataclass(frozen=True)
@@ -46,50 +40,36 @@ class Moved:
 
 
 class QueueInspector:
-    """Ready counts and job moves over one AMQP connection of its own."""
+    """Ready counts and job moves over one AMQP connection of its own (amqp_link)."""
 
     def __init__(self, url: str, *, timeout_seconds: float = 5.0) -> None:
-        self._params = pika.URLParameters(url)
-        self._params.socket_timeout = timeout_seconds
-        self._params.blocked_connection_timeout = timeout_seconds
-        self._params.connection_attempts = 1
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="amqp-pools")
-        self._connection: pika.BlockingConnection | None = None
-        self._channel: Any = None
-        self._declared: set[str] = set()
+        self._link = AmqpLink(url, name="amqp-pools", timeout_seconds=timeout_seconds)
 
     async def ready(self, queue: str) -> int:
-        return int(await self._run(self._ready, queue))
+        """Messages waiting now; declares the queue (as publisher and worker do) first."""
+        return await self._link.call(self._ready, queue)
 
     async def move(self, source: str, target: str, uids: set[str], limit: int) -> list[Moved]:
         """Take the waiting messages of these jobs out of `source` and into `target`."""
-        moved: list[Moved] = await self._run(self._move, source, target, set(uids), limit)
-        return moved
+        return await self._link.call(self._move, source, target, set(uids), limit)
 
     async def close(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._disconnect)
-        self._executor.shutdown(wait=True)
+        await self._link.close()
 
-    async def _run(self, fn: Any, *args: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._executor, fn, *args)
-        except (pika.exceptions.AMQPError, OSError) as error:
-            await loop.run_in_executor(self._executor, self._disconnect)
-            raise QueueUnavailableError(f"{type(error).__name__}: {error}") from error
-
-    def _ready(self, queue: str) -> int:
-        channel = self._declared_channel(queue)
+    def _ready(self, channel: Channel, queue: str) -> int:
+        self._link.declare_queue(channel, queue)
         count: int = channel.queue_declare(queue, passive=True).method.message_count
         return count
 
-    def _move(self, source: str, target: str, uids: set[str], limit: int) -> list[Moved]:
+    def _move(
+        self, channel: Channel, source: str, target: str, uids: set[str], limit: int
+    ) -> list[Moved]:
         """basic.get in priority order; a wanted job is published to `target` (confirmed) and
         only then acked from `source`, the others go back where they were. A crash between
         the two leaves the job in both queues: delivered twice, which the worker's
         idempotent outputs allow; never lost."""
-        channel = self._declared_channel(source)
-        self._declared_channel(target)
+        self._link.declare_queue(channel, source)
+        self._link.declare_queue(channel, target)
         moved: list[Moved] = []
         others: list[int] = []
         try:
@@ -111,34 +91,6 @@ class QueueInspector:
             for tag in others:
                 channel.basic_nack(tag, requeue=True)
         return moved
-
-    def _declared_channel(self, queue: str) -> Any:
-        channel = self._ensure_channel()
-        if queue not in self._declared:
-            # The same declaration as publisher and worker: a pool's queue exists from the start.
-            declare_topology(channel, queue)
-            self._declared.add(queue)
-        return channel
-
-    def _ensure_channel(self) -> Any:
-        if self._connection is not None and self._connection.is_open:
-            self._connection.process_data_events(time_limit=0)
-            if self._channel is not None and self._channel.is_open:
-                return self._channel
-        self._disconnect()
-        self._connection = pika.BlockingConnection(self._params)
-        self._channel = self._connection.channel()
-        self._channel.confirm_delivery()
-        return self._channel
-
-    def _disconnect(self) -> None:
-        connection, self._connection, self._channel = self._connection, None, None
-        self._declared.clear()
-        if connection is not None and connection.is_open:
-            try:
-                connection.close()
-            except (pika.exceptions.AMQPError, OSError):
-                log.debug("closing a broken connection failed", exc_info=True)
 
 
 class ManagementStats:

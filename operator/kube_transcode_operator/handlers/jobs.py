@@ -12,10 +12,10 @@ import kopf
 
 from kube_transcode.messages import JobRef
 from kube_transcode_operator import metrics, status
+from kube_transcode_operator.amqp_link import BrokerUnavailableError
 from kube_transcode_operator.cancelling import cancel_work
 from kube_transcode_operator.jobmessage import build_work
 from kube_transcode_operator.jobspec import TranscodeJobSpec
-from kube_transcode_operator.publisher import BrokerUnavailableError
 from kube_transcode_operator.runtime import Runtime, runtime_of
 from kube_transcode_operator.validation import JobRejectedError
 

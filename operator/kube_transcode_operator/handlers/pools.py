@@ -20,6 +20,7 @@ import kopf
 import kubernetes
 
 from kube_transcode_operator import autoscale, fallback, metrics
+from kube_transcode_operator.amqp_link import BrokerUnavailableError
 from kube_transcode_operator.conditions import parse_timestamp, set_condition, timestamp
 from kube_transcode_operator.deletion_cost import (
     DELETION_COST,
@@ -39,7 +40,6 @@ from kube_transcode_operator.pools import (
 from kube_transcode_operator.queue_depth import (
     ManagementStats,
     QueueInspector,
-    QueueUnavailableError,
 )
 from kube_transcode_operator.runtime import runtime_of
 from kube_transcode_operator.status import KubeEvent
@@ -108,7 +108,7 @@ async def reconcile(body: kopf.Body, memo: kopf.Memo, logger: Logger) -> None:
     queue = spec.queue_of(name)
     try:
         await _runtime(memo).inspector.ready(queue)  # declares the queue: it exists from now on
-    except QueueUnavailableError as error:
+    except BrokerUnavailableError as error:
         logger.warning("cannot declare queue %s yet: %s", queue, error)
     try:
         await asyncio.to_thread(_create_or_update, wanted)
@@ -167,7 +167,7 @@ async def autoscale_tick(
     await asyncio.to_thread(_set_costs, namespace, cost_changes(pods, busy))
     try:
         ready = await runtime.inspector.ready(queue)
-    except QueueUnavailableError as error:
+    except BrokerUnavailableError as error:
         patch.status["conditions"] = _condition(
             status, "QueueReachable", "False", "BrokerUnavailable", str(error), body, now
         )
