@@ -12,7 +12,10 @@ scaling it, real workers.
   (d) from the burst's last job done until the pool is back at zero (the cooldown, 10 s,
       plus a tick).
 The messages of (a) are not jobs: the workers dead-letter them as invalid, which is what
-makes the queue empty again. Times are wall clock, polled every 0.1 s with the API client.
+makes the queue empty again; so while (a) and (b) are timed the pool's cooldown is held at
+600 s, or it could scale in before its Pods are Ready; and a round starts only when the
+previous round's Pods are gone, not just scaled to zero (a terminating worker could still
+take the messages). Times are wall clock, polled every 0.1 s with the API client.
 """
 
 from __future__ import annotations
@@ -38,10 +41,12 @@ from kube_transcode.messages import dead_letter_name, job_queue_name
 from kube_transcode_devstack import release
 from kube_transcode_devstack.layout import tools_bin
 from kube_transcode_devstack.stack import Stack
+from kube_transcode_operator.pools import POOL_LABEL
 
 GROUP, VERSION = "kubetranscode.io", "v1alpha1"
 MAX_REPLICAS = 3
 COOLDOWN_SECONDS = 10
+HOLD_SECONDS = 600  # the cooldown while the reaction to 3 messages is timed
 TARGET_REACTION_SECONDS = 5.0
 POLL_SECONDS = 0.1
 TIMEOUT_SECONDS = 300.0
@@ -82,8 +87,12 @@ class AutoscaleBenchmark:
         create_pool(stack, pool)
         try:
             for number in range(1, context.options.repeat + 1):
-                wait_for(lambda: replicas(pool) == (0, 0), "the pool at zero", TIMEOUT_SECONDS)
+                wait_for(lambda: not pool_pods(pool), "the pool's Pods gone", TIMEOUT_SECONDS)
+                # The workers drop the reaction's messages (not jobs) at once; the pool must
+                # not scale in before its Pods are Ready, so the cooldown is long meanwhile.
+                set_cooldown(stack, pool, HOLD_SECONDS)
                 patched, ready = reaction(stack, pool)
+                set_cooldown(stack, pool, COOLDOWN_SECONDS)
                 variants["a"].samples.append(_sample(patched))
                 variants["b"].samples.append(_sample(ready))
                 wait_for(lambda: replicas(pool) == (0, 0), "the pool at zero", TIMEOUT_SECONDS)
@@ -141,6 +150,14 @@ def kubectl(stack: Stack, *args: str, input: str | None = None, check: bool = Tr
     return proc.stdout
 
 
+def set_cooldown(stack: Stack, pool: str, seconds: int) -> None:
+    patch = {"spec": {"scaleDownCooldownSeconds": seconds}}
+    kubectl(
+        stack, "patch", "workerpool", pool, "-n", release.NAMESPACE,
+        "--type=merge", "-p", json.dumps(patch),
+    )  # fmt: skip
+
+
 def create_pool(stack: Stack, pool: str) -> None:
     crd = Path(__file__).resolve().parents[1] / "crds" / "workerpools.yaml"
     kubectl(stack, "apply", "--server-side", "--force-conflicts", "-f", str(crd))
@@ -177,6 +194,13 @@ def replicas(pool: str) -> tuple[int, int] | None:
     except kubernetes.client.ApiException:
         return None
     return int(deployment.spec.replicas or 0), int(deployment.status.ready_replicas or 0)
+
+
+def pool_pods(pool: str) -> list[str]:
+    listed: Any = kubernetes.client.CoreV1Api().list_namespaced_pod(
+        release.NAMESPACE, label_selector=f"{POOL_LABEL}={pool}"
+    )
+    return [pod.metadata.name for pod in listed.items]
 
 
 def wait_for(check: Callable[[], bool], what: str, timeout: float) -> float:
