@@ -7,12 +7,13 @@ body into types, so an error here means the CRD and this model disagree.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 Priority = Literal["low", "normal", "high"]
+DEFAULT_POOL: Final = "default"  # the chart's worker Deployment serves it
 Preset = Literal["standard", "mobile", "hd"]
 
 
@@ -54,7 +55,7 @@ class TranscodeJobSpec(_Model):
     source: Source
     ladder: LadderSpec = LadderSpec(preset="standard")
     priority: Priority = "normal"
-    pool: str = "default"
+    pool: str = DEFAULT_POOL
     output: OutputSpec = OutputSpec()
     hls: HlsSpec = HlsSpec()
     retry: RetrySpec = RetrySpec()

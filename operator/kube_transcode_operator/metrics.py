@@ -102,15 +102,22 @@ class JobTracker(Collector):
         now: float,
     ) -> None:
         phase = str(status.get("phase") or "Pending")
+        self.know_pool(pool)
         with self._lock:
-            if pool not in self._pools:
-                self._pools.add(pool)
-                _zeros_for(pool)
             before = self._jobs.get(uid)
             seen = _next(before, status, phase, pool, priority, now)
             self._jobs[uid] = seen
         if before is not None and before.phase != phase:
             _record_change(before, seen, status, now)
+
+    def know_pool(self, pool: str) -> None:
+        """The pool's counters and histograms at zero from now on, before its first job: at
+        startup for the default pool, when a WorkerPool is reconciled for the others."""
+        with self._lock:
+            if pool in self._pools:
+                return
+            self._pools.add(pool)
+        _zeros_for(pool)
 
     def forget(self, uid: str) -> None:
         with self._lock:

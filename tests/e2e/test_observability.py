@@ -13,6 +13,7 @@ import math
 import re
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -109,8 +110,25 @@ def wait_scraped(prom: Prometheus, components: set[str], timeout: float = 90) ->
 
 
 def settle(prom: Prometheus, scrapes: int = 3) -> None:
-    """Let Prometheus take a few more scrapes of what just happened."""
-    time.sleep(scrapes * SCRAPE_SECONDS + 1)
+    """Until Prometheus has scraped every target `scrapes` more times: what just happened is
+    in, and a counter's next increase is seen by rate()."""
+    due = datetime.now(UTC) + timedelta(seconds=(scrapes - 1) * SCRAPE_SECONDS)
+
+    def scraped_since() -> bool:
+        targets = prom.active_targets()
+        return bool(targets) and all(scrape_time(t["lastScrape"]) > due for t in targets)
+
+    wait_until(
+        f"{scrapes} more scrapes of every target",
+        scraped_since,
+        30 + scrapes * SCRAPE_SECONDS,
+        lambda: str(prom.active_targets()),
+    )
+
+
+def scrape_time(value: str) -> datetime:
+    """Prometheus's RFC 3339 times carry nanoseconds; Python reads microseconds."""
+    return datetime.fromisoformat(re.sub(r"(\.\d{6})\d+", r"\1", value).replace("Z", "+00:00"))
 
 
 def dashboard_from_release(release: Stack) -> dict[str, Any]:

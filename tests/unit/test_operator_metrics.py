@@ -153,3 +153,17 @@ def test_prometheus_targets_are_the_running_operator_and_worker_pods() -> None:
 
 def test_the_module_level_collectors_are_registered_once() -> None:
     assert metrics.JOB_PHASES is metrics.JOBS
+
+
+def test_a_known_pool_has_its_series_at_zero_before_its_first_job() -> None:
+    # rate() sees a counter's first increase only if the series was scraped at 0 before it.
+    tracker, pool = JobTracker(), "unit-known-before-jobs"
+    labels = {"pool": pool, "priority": "normal"}
+    assert REGISTRY.get_sample_value("kube_transcode_job_queue_wait_seconds_count", labels) is None
+
+    tracker.know_pool(pool)
+
+    assert REGISTRY.get_sample_value("kube_transcode_job_queue_wait_seconds_count", labels) == 0.0
+    run = {"pool": pool, "outcome": "succeeded"}
+    assert REGISTRY.get_sample_value("kube_transcode_job_run_seconds_count", run) == 0.0
+    assert REGISTRY.get_sample_value("kube_transcode_jobs_published_total", labels) == 0.0

@@ -106,6 +106,7 @@ async def reconcile(body: kopf.Body, memo: kopf.Memo, logger: Logger) -> None:
     )
     kopf.adopt(wanted, owner=body)
     queue = spec.queue_of(name)
+    metrics.JOBS.know_pool(pool_label(queue))
     try:
         await _runtime(memo).inspector.ready(queue)  # declares the queue: it exists from now on
     except BrokerUnavailableError as error:

@@ -11,6 +11,7 @@ from kube_transcode_operator import metrics
 from kube_transcode_operator.cleanup import OutputStore
 from kube_transcode_operator.credentials import load_client_config
 from kube_transcode_operator.event_consumer import EventConsumer
+from kube_transcode_operator.jobspec import DEFAULT_POOL
 from kube_transcode_operator.jobstore import JobStore
 from kube_transcode_operator.kube_events import EventPoster
 from kube_transcode_operator.publisher import Publisher
@@ -80,6 +81,7 @@ async def start(kopf_settings: kopf.OperatorSettings, memo: kopf.Memo, logger: L
         events=events,
     )
     memo[MEMO_KEY] = runtime
+    metrics.JOBS.know_pool(DEFAULT_POOL)
     metrics.serve(settings.bind_address, settings.metrics_port)
     queue_metrics = QueueMetrics(
         settings.rabbitmq_url.get_secret_value(), settings.queue_metrics_seconds, own_namespace()
