@@ -63,16 +63,25 @@ def test_a_hostile_file_name_stays_one_file_argument() -> None:
     assert value_after(args, "-i") == f"file:{name}"
 
 
-def test_source_is_decoded_once_and_split_into_a_scaled_branch_per_rendition() -> None:
+def test_source_is_decoded_once_and_each_rendition_scaled_from_the_one_above() -> None:
     plan = plan_for()
     graph = filter_graph(plan)
     assert graph.count("[0:v:0]") == 1
-    assert graph.startswith("[0:v:0]split=5[s0][s1][s2][s3][s4];")
-    assert "[s0]scale=w=1920:h=1080,setsar=1,format=yuv420p[v0]" in graph
-    assert "[s1]scale=w=1280:h=720,setsar=1,format=yuv420p[v1]" in graph
-    assert "[s4]scale=w=426:h=240,setsar=1,format=yuv420p[v4]" in graph
+    assert graph.split(";") == [
+        "[0:v:0]scale=w=1920:h=1080,setsar=1,format=yuv420p,split=2[v0][d0]",
+        "[d0]scale=w=1280:h=720,setsar=1,format=yuv420p,split=2[v1][d1]",
+        "[d1]scale=w=854:h=480,setsar=1,format=yuv420p,split=2[v2][d2]",
+        "[d2]scale=w=640:h=360,setsar=1,format=yuv420p,split=2[v3][d3]",
+        "[d3]scale=w=426:h=240,setsar=1,format=yuv420p[v4]",
+    ]
     args = ffmpeg_command(plan, Path("/in/src.mp4"), OUT)
     assert value_after(args, "-filter_complex") == graph
+
+
+def test_a_single_rendition_is_scaled_straight_from_the_decoder() -> None:
+    full = plan_for()
+    plan = full.model_copy(update={"renditions": full.renditions[1:2]})
+    assert filter_graph(plan) == "[0:v:0]scale=w=1280:h=720,setsar=1,format=yuv420p[v0]"
 
 
 def test_every_rendition_is_mapped_and_audio_once() -> None:
