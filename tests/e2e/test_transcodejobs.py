@@ -25,6 +25,7 @@ from kube_transcode_worker.probe import probe_source
 from tests.e2e.conftest import Sources, release_kubectl
 from tests.e2e.helpers import (
     OPERATOR_PODS,
+    TERMINAL,
     Jobs,
     condition,
     event_count,
@@ -266,13 +267,21 @@ def test_a_transient_failure_is_retried_up_to_retry_attempts(jobs: Jobs, sources
         )
         uid = jobs.require("killed")["metadata"]["uid"]
         kills = 0
-        deadline = time.monotonic() + 2 * JOB_SECONDS
-        while phase(jobs.get("killed")) not in ("Succeeded", "Failed"):
-            assert time.monotonic() < deadline, jobs.table()
+
+        def kill_encoders_until_finished() -> bool:
+            nonlocal kills
             for pid in ffmpeg_pids(uid):
                 kill(pid)
                 kills += 1
-            time.sleep(0.1)
+            return phase(jobs.get("killed")) in TERMINAL
+
+        wait_until(
+            "every attempt's FFmpeg killed until the job ends",
+            kill_encoders_until_finished,
+            2 * JOB_SECONDS,
+            jobs.table,
+            interval=0.1,
+        )
     job = jobs.require("killed")
     failed = condition(job, "Failed")
     assert (phase(job), failed["reason"], job["status"]["attempts"]) == (

@@ -197,9 +197,13 @@ def test_pool_follows_its_queue_and_never_drops_a_busy_worker(
         apply_job(namespace, "busy", pool=pool_name)
         wait_phase(namespace, "busy", "Queued")
         reactions["2->3"] = wait_replicas(namespace, pool_name, 3, timeout=15)
-        # More than max stays at max.
+        # More than max stays at max: once a tick has seen all six waiting, it asked for 3.
         publish(vhost, queue, 3)
-        time.sleep(2.5)
+        wait_until(
+            "the autoscaler to see 6 messages waiting",
+            lambda: (pool_status(namespace, pool_name).get("queueDepth") or {}).get("ready") == 6,
+            15,
+        )
         assert replicas(namespace, pool_name) == 3
 
         # One pod takes the job (priority first): it is busy from its `fetching` event on.
