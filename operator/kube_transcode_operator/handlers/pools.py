@@ -60,14 +60,15 @@ class PoolRuntime:
 def _runtime(memo: kopf.Memo) -> PoolRuntime:
     """Built on first use from the operator's settings; closed by `stop`."""
     if MEMO_KEY not in memo:
-        settings = runtime_of(memo).settings
-        url = settings.rabbitmq_url.get_secret_value()
-        management = settings.rabbitmq_management_url
+        shared = runtime_of(memo)
+        url = shared.settings.rabbitmq_url.get_secret_value()
+        management = shared.settings.rabbitmq_management_url
         memo[MEMO_KEY] = PoolRuntime(
             inspector=QueueInspector(url),
             management=ManagementStats(management, url) if management else None,
-            jobs=JobStore(),
-            events=runtime_of(memo).events,
+            # The operator's own job store and Event poster, not second ones.
+            jobs=shared.jobs,
+            events=shared.events,
         )
     runtime = memo[MEMO_KEY]
     assert isinstance(runtime, PoolRuntime)
