@@ -21,9 +21,9 @@ from kube_transcode.ladder import HlsOptions
 from kube_transcode.messages import JobEvent, JobMessage, JobRef, LadderRequest, OutputLocation
 from kube_transcode_worker.events import AttemptReporter
 from kube_transcode_worker.job import run_job
-from kube_transcode_worker.main import build_tools
 from kube_transcode_worker.metrics import WorkerMetrics
 from kube_transcode_worker.settings import load_settings
+from kube_transcode_worker.wiring import build_tools
 
 SEGMENT_SECONDS = 6
 

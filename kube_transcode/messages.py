@@ -51,6 +51,7 @@ from pydantic import (
 )
 
 from kube_transcode.ladder import HlsOptions, Rung, rung_by_name
+from kube_transcode.names import MASTER_PLAYLIST_NAME
 
 SCHEMA_VERSION: Final = 1
 CONTENT_TYPE: Final = "application/json"
@@ -155,6 +156,20 @@ class OutputLocation(_Model):
 
     def uri(self, relative: str = "") -> str:
         return f"s3://{self.bucket}/{self.prefix}/{relative}"
+
+    @property
+    def master_playlist_key(self) -> str:
+        return f"{self.prefix}/{MASTER_PLAYLIST_NAME}"
+
+    @property
+    def master_playlist_uri(self) -> str:
+        return self.uri(MASTER_PLAYLIST_NAME)
+
+    def http_url(self, public_base: str | None) -> str | None:
+        """The master playlist through a public S3 endpoint (`<base>/<bucket>/<key>`), if any."""
+        if public_base is None:
+            return None
+        return f"{public_base.rstrip('/')}/{self.bucket}/{self.master_playlist_key}"
 
 
 class LadderRequest(_Model):
@@ -348,6 +363,11 @@ def event_routing_key(job: JobRef) -> str:
 def job_queue_name(pool: str) -> str:
     """A WorkerPool's work queue; the pool's workers consume it as KT_QUEUE."""
     return f"{JOB_QUEUE_PREFIX}.{pool}"
+
+
+def pool_of_queue(queue: str) -> str:
+    """The pool a work queue serves (`spec.pool` of its jobs): the inverse of job_queue_name."""
+    return queue.removeprefix(f"{JOB_QUEUE_PREFIX}.")
 
 
 def cancelled_marker_key(uid: str) -> str:

@@ -15,7 +15,7 @@ from kube_transcode.ladder import NAMED_RUNGS, HlsOptions, LadderPlan, plan_ladd
 from kube_transcode_devstack.services import MinIO
 from kube_transcode_worker.hls import MASTER_PLAYLIST_NAME
 from kube_transcode_worker.probe import probe_source
-from tests.integration.media import check_ladder, make_source
+from tests.harness.media import check_ladder, make_source
 
 pytestmark = pytest.mark.integration
 

@@ -7,22 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from kube_transcode import cli
-from kube_transcode.cli import (
+from kube_transcode.ladder import NAMED_RUNGS, HlsOptions
+from kube_transcode_worker import cli
+from kube_transcode_worker.cli import (
     EXIT_BAD_INPUT,
     EXIT_INTERRUPTED,
     EXIT_TEMPORARY,
-    BadRequestError,
-    ProgressReporter,
-    TranscodeRequest,
     build_parser,
-    check_request,
     describe_failure,
-    format_duration,
-    render_status,
 )
-from kube_transcode.ladder import NAMED_RUNGS
 from kube_transcode_worker.errors import JobCancelledError, PermanentJobError, TransientJobError
+from kube_transcode_worker.oneshot import BadRequestError, TranscodeRequest, check_request
+from kube_transcode_worker.settings import PipelineSettings
+from kube_transcode_worker.terminal import ProgressReporter, format_duration, render_status
 
 pytestmark = pytest.mark.unit
 
@@ -51,8 +48,8 @@ def source(tmp_path: Path) -> Path:
 def test_defaults_are_the_workers(source: Path) -> None:
     request = parse(str(source), "out")
     assert request.rungs is None  # every named rung, those above the source dropped
-    assert request.hls.segment_seconds == 6
-    assert request.preset == "veryfast"
+    assert request.hls.segment_seconds == HlsOptions().segment_seconds
+    assert request.preset == PipelineSettings.model_fields["ffmpeg_preset"].default
     assert request.overwrite is False
 
 

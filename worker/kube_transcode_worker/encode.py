@@ -16,12 +16,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from kube_transcode.ladder import AUDIO_RENDITION_NAME, LadderPlan, X264Preset
+from kube_transcode.ladder import AUDIO_RENDITION_NAME, DEFAULT_X264_PRESET, LadderPlan, X264Preset
 from kube_transcode_worker.errors import JobCancelledError, PermanentJobError, TransientJobError
 from kube_transcode_worker.hls import AUDIO_GROUP_ID, MEDIA_PLAYLIST_NAME, SEGMENT_PATTERN
 from kube_transcode_worker.probe import DEFAULT_ALLOWED_DEMUXERS
 
-DEFAULT_PRESET: X264Preset = "veryfast"
 STDERR_TAIL_LINES = 20
 KILL_GRACE_SECONDS = 5.0
 # Output shorter than the source by more than this means the input ended early.
@@ -90,20 +89,28 @@ def ffmpeg_command(
     input_path: Path,
     out_dir: Path,
     *,
-    preset: X264Preset = DEFAULT_PRESET,
+    preset: X264Preset = DEFAULT_X264_PRESET,
     ffmpeg: str = "ffmpeg",
     allowed_demuxers: tuple[str, ...] = DEFAULT_ALLOWED_DEMUXERS,
 ) -> list[str]:
     """The whole argument list (no shell); every value comes from validated models."""
-    segment = plan.hls.segment_seconds
-    out_dir = out_dir.resolve()
-    args = [
+    return [
         ffmpeg,
         "-hide_banner",
         "-nostdin",
         "-loglevel",
         "error",
         "-y",
+        *_input_args(plan, input_path, allowed_demuxers),
+        *_video_args(plan, preset),
+        *_audio_args(plan),
+        *_hls_args(plan, out_dir.resolve()),
+    ]
+
+
+def _input_args(plan: LadderPlan, input_path: Path, allowed_demuxers: tuple[str, ...]) -> list[str]:
+    """The one input, its demuxer pinned, decoded once into the scaling graph."""
+    args = [
         "-format_whitelist",
         ",".join(allowed_demuxers),
         # Pin the demuxer ffprobe accepted, so FFmpeg cannot probe its way to another.
@@ -118,18 +125,19 @@ def ffmpeg_command(
         args += ["-map", f"[v{index}]"]
     if plan.audio:
         args += ["-map", "0:a:0"]
-    args += [
-        # Source tags (camera GPS, encoder names) do not belong in published output.
-        "-map_metadata",
-        "-1",
-        "-map_chapters",
-        "-1",
+    # Source tags (camera GPS, encoder names) do not belong in published output.
+    return [*args, "-map_metadata", "-1", "-map_chapters", "-1"]
+
+
+def _video_args(plan: LadderPlan, preset: X264Preset) -> list[str]:
+    """x264 for every rung, keyframes forced at every segment boundary, rates per rung."""
+    args = [
         "-c:v",
         "libx264",
         "-preset",
         preset,
         "-force_key_frames",
-        f"expr:gte(t,n_forced*{segment})",
+        f"expr:gte(t,n_forced*{plan.hls.segment_seconds})",
         "-g",
         str(keyframe_interval_frames(plan)),
         "-sc_threshold",
@@ -148,25 +156,34 @@ def ffmpeg_command(
             f"-level:v:{index}",
             rendition.level,
         ]
-    if plan.audio:
-        args += [
-            "-c:a",
-            "aac",
-            "-b:a",
-            f"{plan.audio.bitrate_kbps}k",
-            "-ac",
-            str(plan.audio.channels),
-            "-ar",
-            str(plan.audio.sample_rate),
-        ]
-    args += [
+    return args
+
+
+def _audio_args(plan: LadderPlan) -> list[str]:
+    if not plan.audio:
+        return []
+    return [
+        "-c:a",
+        "aac",
+        "-b:a",
+        f"{plan.audio.bitrate_kbps}k",
+        "-ac",
+        str(plan.audio.channels),
+        "-ar",
+        str(plan.audio.sample_rate),
+    ]
+
+
+def _hls_args(plan: LadderPlan, out_dir: Path) -> list[str]:
+    """The HLS muxer: a folder per rendition, VOD playlists, progress on stdout."""
+    return [
         # Many encoders fed by one decoder start at different times; give the muxer room.
         "-max_muxing_queue_size",
         "1024",
         "-f",
         "hls",
         "-hls_time",
-        str(segment),
+        str(plan.hls.segment_seconds),
         "-hls_playlist_type",
         "vod",
         "-hls_segment_type",
@@ -184,7 +201,6 @@ def ffmpeg_command(
         "0.5",
         str(out_dir / "%v" / MEDIA_PLAYLIST_NAME),
     ]
-    return args
 
 
 def parse_progress(lines: Iterable[str]) -> Iterator[ProgressUpdate]:
@@ -225,7 +241,7 @@ def run_encode(
     on_progress: Callable[[float], None],
     cancel: threading.Event,
     *,
-    preset: X264Preset = DEFAULT_PRESET,
+    preset: X264Preset = DEFAULT_X264_PRESET,
     ffmpeg: str = "ffmpeg",
     allowed_demuxers: tuple[str, ...] = DEFAULT_ALLOWED_DEMUXERS,
     kill_grace_seconds: float = KILL_GRACE_SECONDS,

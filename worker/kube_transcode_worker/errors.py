@@ -6,6 +6,8 @@ set of reasons is part of the user-facing contract; `message` is for humans.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 
 class JobError(Exception):
     """A failure with a machine-readable reason and a human message."""
@@ -16,6 +18,19 @@ class JobError(Exception):
         super().__init__(f"{reason}: {message}")
         self.reason = reason
         self.message = message
+
+    def in_user_terms(self, names: Mapping[str, str]) -> JobError:
+        """The same failure with local paths replaced by what the user knows them as.
+
+        FFmpeg and ffprobe name the files they were given, which are a worker's scratch
+        files; a user gave a URL. Longer paths go first, so a folder never splits a file.
+        """
+        message = self.message
+        for local in sorted(names, key=len, reverse=True):
+            message = message.replace(f"file:{local}", local).replace(local, names[local])
+        self.message = message
+        self.args = (f"{self.reason}: {message}",)
+        return self
 
 
 class PermanentJobError(JobError):

@@ -15,6 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from kube_transcode.ladder import (
+    DEFAULT_X264_PRESET,
     AudioOptions,
     HlsOptions,
     LadderPlan,
@@ -22,7 +23,7 @@ from kube_transcode.ladder import (
     X264Preset,
     plan_ladder,
 )
-from kube_transcode_worker.encode import DEFAULT_PRESET, run_encode
+from kube_transcode_worker.encode import run_encode
 from kube_transcode_worker.ffmpeg_build import default_ffmpeg
 from kube_transcode_worker.hls import write_master_playlist
 from kube_transcode_worker.probe import ProbeLimits, probe_source
@@ -45,7 +46,7 @@ def transcode_file(
     hls: HlsOptions | None = None,
     *,
     audio: AudioOptions | None = None,
-    preset: X264Preset = DEFAULT_PRESET,
+    preset: X264Preset = DEFAULT_X264_PRESET,
     on_progress: Callable[[float], None] | None = None,
     cancel: threading.Event | None = None,
     limits: ProbeLimits | None = None,
