@@ -9,12 +9,15 @@ import pytest
 from kube_transcode.messages import CANCELLED_REASON
 from kube_transcode_worker.errors import JobCancelledError, PermanentJobError, TransientJobError
 from kube_transcode_worker.retry import (
+    INVALID_MESSAGE,
     Ack,
     Cancelled,
     DeadLetter,
     Discard,
     Failed,
     Interrupted,
+    Invalid,
+    NotStarted,
     Requeue,
     Retry,
     RetryPolicy,
@@ -59,6 +62,28 @@ def test_errors_that_retrying_cannot_fix_are_dead_lettered_at_once(
     error: TransientJobError,
 ) -> None:
     assert decide(Failed(error), 1, POLICY) == DeadLetter(error.reason, error.message)
+
+
+def test_an_unreadable_body_is_dead_lettered_as_invalid_on_its_first_delivery() -> None:
+    generous = RetryPolicy(max_attempts=10, base_seconds=1, max_seconds=5)
+    settled = decide(Invalid("body is not UTF-8 JSON"), 1, generous, max_attempts=10)
+    # The dead letter's x-kt-reason and x-kt-message, as the operator and a human read them.
+    assert settled == DeadLetter("InvalidMessage", "body is not UTF-8 JSON")
+    raised_as_transient = Failed(TransientJobError(INVALID_MESSAGE, "cannot decode: KeyError"))
+    assert decide(raised_as_transient, 1, generous) == DeadLetter(
+        "InvalidMessage", "cannot decode: KeyError"
+    )
+
+
+def test_a_policy_that_would_retry_an_unreadable_body_is_refused() -> None:
+    # An unreadable body has no attempt number to increase: it can only be dead-lettered.
+    with pytest.raises(ValueError, match="inconsistent"):
+        RetryPolicy(never_retry=frozenset({"SourceNotFound"}))
+
+
+def test_a_delivery_that_arrives_while_the_worker_stops_goes_back_as_it_came() -> None:
+    # Same attempt, no failure counted: the next worker starts it as if this one never saw it.
+    assert decide(NotStarted(), 1, POLICY) == Requeue("WorkerShutdown")
 
 
 def test_a_cancel_that_is_not_a_shutdown_counts_as_a_transient_failure() -> None:

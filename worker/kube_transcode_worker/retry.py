@@ -1,14 +1,17 @@
 """What happens to a delivery once its job has ended: the one decision, and the backoff.
 
-`decide` is the worker's single ack/nack decision point. It is pure: the consumer carries out
-the returned Settlement and nothing else settles a delivery.
+`decide` is the worker's single ack/nack decision point. It is pure: every way a delivery
+ends is an Outcome, `decide` maps it to a Settlement, and the settler (settler.py) carries
+that out; nothing else settles a delivery.
 
 - succeeded                      -> Ack
 - cancelled by the operator      -> Discard (ack, `failed` event with reason Cancelled)
 - stopped by a worker shutdown   -> Requeue (same attempt: a preempted node is not a failure)
+- arrived while the worker stops -> Requeue (never started)
 - transient error, attempts left -> Retry after full-jitter exponential backoff, attempt + 1
 - transient error, none left     -> DeadLetter with the error's reason
-- permanent error, invalid body  -> DeadLetter at once
+- permanent error                -> DeadLetter at once
+- unreadable body (Invalid)      -> DeadLetter InvalidMessage at once, by the never_retry rule
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         if self.max_attempts < 1 or self.base_seconds <= 0 or self.max_seconds < self.base_seconds:
             raise ValueError(f"inconsistent retry policy: {self}")
+        if INVALID_MESSAGE not in self.never_retry:  # an unreadable body has no next attempt
+            raise ValueError(f"inconsistent retry policy: {INVALID_MESSAGE} must never retry")
 
     def cap_seconds(self, attempt: int) -> float:
         """Upper bound of the wait after the given (failed) attempt: base * 2^(attempt-1)."""
@@ -102,6 +107,11 @@ class Interrupted:
 
 
 @dataclass(frozen=True)
+class NotStarted:
+    """The delivery arrived after the worker began to stop; it was never read or run."""
+
+
+@dataclass(frozen=True)
 class Cancelled:
     """The operator cancelled the job (deleted, superseded, past its deadline)."""
 
@@ -113,7 +123,19 @@ class Failed:
     error: JobError
 
 
-Outcome = Succeeded | Interrupted | Cancelled | Failed
+@dataclass(frozen=True)
+class Invalid:
+    """The body is not a job message this worker can read: no attempt of it can succeed."""
+
+    problem: str
+
+    @property
+    def error(self) -> JobError:
+        """Neither permanent nor transient: the policy's never_retry rule is what stops it."""
+        return JobError(INVALID_MESSAGE, self.problem)
+
+
+Outcome = Succeeded | Interrupted | NotStarted | Cancelled | Failed | Invalid
 
 
 def decide(
@@ -125,11 +147,12 @@ def decide(
 ) -> Settlement:
     """The settlement for a job that ended with `outcome` on its `attempt`-th try.
 
-    `max_attempts` is the job's own limit; it can lower the policy's, never raise it.
+    `max_attempts` is the job's own limit; it can lower the policy's, never raise it. For a
+    body that was never read as a job (NotStarted, Invalid) pass attempt 1.
     """
     if isinstance(outcome, Succeeded):
         return Ack()
-    if isinstance(outcome, Interrupted):
+    if isinstance(outcome, Interrupted | NotStarted):
         return Requeue()
     if isinstance(outcome, Cancelled):
         return Discard(CANCELLED_REASON, outcome.message)
