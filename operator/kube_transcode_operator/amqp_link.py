@@ -64,6 +64,13 @@ class AmqpLink:
             declare_topology(channel, queue)
             self._declared.add(queue)
 
+    def reopen_channel(self) -> Channel:
+        """From within a call: a new channel on the same connection, after the broker closed
+        the last one (as it does on a passive declare of a missing queue)."""
+        assert self._connection is not None
+        self._channel = self._open_channel(self._connection)
+        return self._channel
+
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self._disconnect)
         self._executor.shutdown(wait=True)
@@ -83,11 +90,14 @@ class AmqpLink:
                 return self._channel
         self._disconnect()
         self._connection = pika.BlockingConnection(self._params)
-        channel = self._connection.channel()
+        self._channel = self._open_channel(self._connection)
+        return self._channel
+
+    def _open_channel(self, connection: pika.BlockingConnection) -> Channel:
+        channel = connection.channel()
         channel.confirm_delivery()
         if self._on_connect is not None:
             self._on_connect(channel)
-        self._channel = channel
         return channel
 
     def _disconnect(self) -> None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from kube_transcode.ladder import HlsOptions
-from kube_transcode.messages import JobMessage, JobRef, OutputLocation, Priority, job_queue_name
+from kube_transcode.messages import JobMessage, JobRef, Priority, job_queue_name
 from kube_transcode_operator.jobspec import TranscodeJobSpec
 from kube_transcode_operator.ladders import ladder_request
 from kube_transcode_operator.settings import OperatorSettings
@@ -49,7 +49,7 @@ def build_work(
         source=spec.source.url,
         ladder=ladder_request(spec.ladder),
         hls=HlsOptions(segment_seconds=spec.hls.segment_seconds),
-        output=OutputLocation(bucket=location.bucket, prefix=location.prefix),
+        output=location,
         deadline=deadline,
     )
     return Work(message=message, queue=job_queue_name(spec.pool))

@@ -10,14 +10,13 @@ from typing import Any
 
 import kopf
 
+from kube_transcode.names import GROUP, JOB_PLURAL, POOL_PLURAL, VERSION
 from kube_transcode_operator import credentials
 from kube_transcode_operator.fallback import JobView
 from kube_transcode_operator.handlers import deletion, jobs, lifecycle, pools, startup
-from kube_transcode_operator.jobstore import GROUP, PLURAL, VERSION
-from kube_transcode_operator.pools import POOL_PLURAL
 
 Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
-JOBS = (GROUP, VERSION, PLURAL)
+JOBS = (GROUP, VERSION, JOB_PLURAL)
 POOLS = (GROUP, VERSION, POOL_PLURAL)
 # Queue depth to Deployment patch within a tick plus a few API calls (well under 5 s).
 AUTOSCALE_INTERVAL_SECONDS = 1.0
@@ -112,8 +111,3 @@ async def autoscale(
     body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: Logger, **kwargs: Any
 ) -> None:
     await pools.autoscale_tick(body, patch, memo, kwargs["pool_jobs"], logger)
-
-
-@kopf.on.cleanup()
-async def pools_cleanup(memo: kopf.Memo, **_: Any) -> None:
-    await pools.stop(memo)

@@ -236,8 +236,8 @@ class PoolFigures(Collector):
     worker Deployments (queue_metrics.py); what was never read is not exported.
 
     The autoscaler, which reads a pool's depth (ready and unacknowledged) and decides its
-    replicas on every tick, reports them with `observe`: fresher than the poll, they win for
-    OBSERVED_SECONDS.
+    replicas on every tick, reports them with `observe` (through queue_metrics too): fresher
+    than the poll, they win for OBSERVED_SECONDS.
     """
 
     OBSERVED_SECONDS = 120.0

@@ -9,14 +9,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from kube_transcode.messages import job_queue_name
-from kube_transcode_operator.jobstore import GROUP, VERSION
+from kube_transcode.metric_names import POOL_POD_LABEL
 from kube_transcode_operator.placement import Capacity, worker_pod_template
 
-POOL_PLURAL: Final = "workerpools"
 # Selects a pool's own Pods; kubetranscode.io/pool is kept too (shared with the chart's
 # fixed worker Deployment and dashboards), but only this label identifies pool-owned Pods.
 POOL_LABEL: Final = "kubetranscode.io/workerpool"
-QUEUE_POOL_LABEL: Final = "kubetranscode.io/pool"
 JobPriority = Literal["low", "normal", "high"]
 
 
@@ -65,7 +63,7 @@ def pod_labels(pool: str) -> dict[str, str]:
         "app.kubernetes.io/name": "kube-transcode",
         "app.kubernetes.io/component": "worker",
         "app.kubernetes.io/managed-by": "kube-transcode-operator",
-        QUEUE_POOL_LABEL: pool,
+        POOL_POD_LABEL: pool,
         POOL_LABEL: pool,
     }
 
@@ -109,7 +107,3 @@ def build_deployment(
     if replicas is not None:
         body["spec"]["replicas"] = replicas
     return body
-
-
-def pool_api_path() -> tuple[str, str, str]:
-    return GROUP, VERSION, POOL_PLURAL

@@ -1,4 +1,4 @@
-"""A pool's queue as the autoscaler sees it, and moving waiting jobs between queues.
+"""A pool's queue as the autoscaler and /metrics see it, and moving waiting jobs between queues.
 
 Depth source. RabbitMQ's management API has messages_ready and messages_unacknowledged, but
 its statistics are collected every 5 s (collect_statistics_interval) and lag behind by up to
@@ -11,7 +11,8 @@ queue.declare over AMQP answers with the ready count as it is now, in a millisec
   scale-in). The management API is optional (KT_RABBITMQ_MANAGEMENT_URL).
 
 Both go over the inspector's own AMQP connection (amqp_link); an unreachable broker raises
-BrokerUnavailableError and the next tick tries again.
+BrokerUnavailableError and the next tick tries again. The inspector is the operator's one
+reader of queue depth: the autoscaler's ticks and the /metrics poll (queue_metrics) use it.
 """
 
 from __future__ import annotations
@@ -19,14 +20,17 @@ from __future__ import annotations
 import base64
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import quote, unquote, urlsplit
 
 import aiohttp
+import pika.exceptions
 
 from kube_transcode.messages import JobRef, job_ref_of
 from kube_transcode_operator.amqp_link import AmqpLink, Channel
+from kube_transcode_operator.autoscale import QueueDepth
 
 log = logging.getLogger(__name__)
 MANAGEMENT_REFRESH_SECONDS: Final = 5.0
@@ -40,14 +44,28 @@ class Moved:
 
 
 class QueueInspector:
-    """Ready counts and job moves over one AMQP connection of its own (amqp_link)."""
+    """Queue depths and job moves over one AMQP connection of its own (amqp_link), and the
+    management API's unacknowledged counts when it has a URL for it."""
 
-    def __init__(self, url: str, *, timeout_seconds: float = 5.0) -> None:
+    def __init__(
+        self, url: str, *, management_url: str | None = None, timeout_seconds: float = 5.0
+    ) -> None:
         self._link = AmqpLink(url, name="amqp-pools", timeout_seconds=timeout_seconds)
+        self._management = ManagementStats(management_url, url) if management_url else None
 
     async def ready(self, queue: str) -> int:
         """Messages waiting now; declares the queue (as publisher and worker do) first."""
         return await self._link.call(self._ready, queue)
+
+    async def depth(self, queue: str, busy: int) -> QueueDepth:
+        """What the autoscaler counts: waiting now, and running (at least the busy workers)."""
+        ready = await self.ready(queue)
+        unacked = await self._management.unacknowledged(queue) if self._management else None
+        return QueueDepth(ready, max(busy, unacked or 0))
+
+    async def depths(self, queues: Iterable[str]) -> dict[str, int | None]:
+        """Messages waiting now per queue, None for one that does not exist (not declared)."""
+        return await self._link.call(self._depths, list(queues))
 
     async def move(self, source: str, target: str, uids: set[str], limit: int) -> list[Moved]:
         """Take the waiting messages of these jobs out of `source` and into `target`."""
@@ -55,11 +73,22 @@ class QueueInspector:
 
     async def close(self) -> None:
         await self._link.close()
+        if self._management is not None:
+            await self._management.close()
 
     def _ready(self, channel: Channel, queue: str) -> int:
         self._link.declare_queue(channel, queue)
-        count: int = channel.queue_declare(queue, passive=True).method.message_count
-        return count
+        return _count(channel, queue)
+
+    def _depths(self, channel: Channel, queues: list[str]) -> dict[str, int | None]:
+        depths: dict[str, int | None] = {}
+        for queue in queues:
+            try:
+                depths[queue] = _count(channel, queue)
+            except pika.exceptions.ChannelClosedByBroker:  # 404: the broker closed the channel
+                depths[queue] = None
+                channel = self._link.reopen_channel()
+        return depths
 
     def _move(
         self, channel: Channel, source: str, target: str, uids: set[str], limit: int
@@ -136,3 +165,9 @@ class ManagementStats:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+def _count(channel: Channel, queue: str) -> int:
+    """Messages ready in the queue now (a passive declare)."""
+    count: int = channel.queue_declare(queue, passive=True).method.message_count
+    return count

@@ -1,8 +1,10 @@
-"""Queue depth, dead letters and replicas per pool, read on a timer for /metrics.
+"""Queue depth, dead letters and replicas per pool for /metrics: read on a timer, and taken
+from the autoscaler's ticks. `QueueMetrics` is the one writer of metrics.POOLS.
 
 Per pool `p`: the broker's ready messages in `transcode.<p>` and in `transcode.<p>.dead` (a
-passive declare: AMQP tells the ready count, not the unacknowledged one; `unacked` stays unset
-unless the autoscaler's reading supplies it), and the worker Deployments labelled
+passive declare through the operator's one queue reader, queue_depth.QueueInspector: AMQP
+tells the ready count, not the unacknowledged one; `unacked` stays unset unless the
+autoscaler's reading supplies it), and the worker Deployments labelled
 `kubetranscode.io/pool=<p>` in the operator's namespace (spec.replicas is what the autoscaler
 asked for, status.readyReplicas what runs). The pools are those of the TranscodeJobs seen and
 of those Deployments. Depth by priority is not the broker's to tell: see metric_names.
@@ -10,24 +12,26 @@ of those Deployments. Depth by priority is not the broker's to tell: see metric_
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import kubernetes
-import pika
-import pika.exceptions
 
 from kube_transcode.messages import dead_letter_name, job_queue_name
 from kube_transcode.metric_names import POOL_POD_LABEL
 from kube_transcode_operator import metrics
+from kube_transcode_operator.amqp_link import BrokerUnavailableError
+from kube_transcode_operator.autoscale import QueueDepth
 from kube_transcode_operator.credentials import service_account_dir
 from kube_transcode_operator.metrics import PoolFigure
+from kube_transcode_operator.pool_cluster import PoolCluster
+from kube_transcode_operator.queue_depth import QueueInspector
 
 log = logging.getLogger(__name__)
-CONNECT_TIMEOUT_SECONDS = 5.0
 Replicas = dict[str, tuple[int, int]]
 
 
@@ -65,82 +69,72 @@ def replicas_by_pool(deployments: Iterable[Any]) -> Replicas:
     return totals
 
 
-def read_depths(params: pika.URLParameters, queues: Iterable[str]) -> dict[str, int | None]:
-    """Ready messages per queue; None for a queue that does not exist (yet)."""
-    depths: dict[str, int | None] = {}
-    connection = pika.BlockingConnection(params)
-    try:
-        channel = connection.channel()
-        for queue in queues:
-            try:
-                depths[queue] = channel.queue_declare(queue, passive=True).method.message_count
-            except pika.exceptions.ChannelClosedByBroker:  # 404: the broker closed the channel
-                depths[queue] = None
-                channel = connection.channel()
-    finally:
-        if connection.is_open:
-            connection.close()
-    return depths
-
-
 def own_namespace() -> str | None:
     folder = service_account_dir()
     namespace_file = folder / "namespace" if folder else Path("/nonexistent")
     return namespace_file.read_text().strip() if namespace_file.exists() else None
 
 
-def read_replicas(namespace: str) -> Replicas:
-    apps = kubernetes.client.AppsV1Api()
-    listing = apps.list_namespaced_deployment(namespace, label_selector=POOL_POD_LABEL)
-    return replicas_by_pool(listing.items)
-
-
 class QueueMetrics:
-    """A daemon thread that refreshes metrics.POOLS every `interval` seconds."""
+    """An asyncio task that refreshes metrics.POOLS every `interval` seconds (0: never), and
+    the autoscaler's fresher figures of one pool at each tick (`observe`)."""
 
     def __init__(
         self,
-        amqp_url: str,
+        queues: QueueInspector,
+        cluster: PoolCluster,
         interval: float,
         namespace: str | None,
         known_pools: Callable[[], set[str]] = metrics.JOBS.pools,
     ) -> None:
-        self._params = pika.URLParameters(amqp_url)
-        self._params.socket_timeout = CONNECT_TIMEOUT_SECONDS
-        self._params.blocked_connection_timeout = CONNECT_TIMEOUT_SECONDS
+        self._queues = queues
+        self._cluster = cluster
         self._interval = interval
         self._namespace = namespace
         self._known_pools = known_pools
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="queue-metrics", daemon=True)
+        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         if self._interval > 0:
-            self._thread.start()
+            self._task = asyncio.create_task(self._run(), name="queue-metrics")
 
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stopping.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
 
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            self.poll()
-            self._stopping.wait(self._interval)
+    def observe(self, pool: str, depth: QueueDepth, *, desired: int, ready: int) -> None:
+        """A pool's figures as an autoscaler tick just read and decided them."""
+        metrics.POOLS.observe(
+            pool,
+            ready=depth.ready,
+            unacknowledged=depth.unacknowledged,
+            desired_replicas=desired,
+            ready_replicas=ready,
+        )
 
-    def poll(self) -> None:
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.poll()
+            except Exception:
+                log.exception("queue metrics poll failed")
+            await asyncio.sleep(self._interval)
+
+    async def poll(self) -> None:
         replicas: Replicas = {}
         if self._namespace:
             try:
-                replicas = read_replicas(self._namespace)
+                replicas = replicas_by_pool(await self._cluster.worker_deployments(self._namespace))
             except (kubernetes.client.ApiException, OSError) as error:
                 log.warning("cannot read the worker Deployments: %s", error)
         pools = self._known_pools() | set(replicas)
         queues = [name for pool in pools for name in _queues(pool)]
         broker_up = True
         try:
-            depths = read_depths(self._params, queues)
-        except (pika.exceptions.AMQPError, OSError) as error:
+            depths = await self._queues.depths(queues)
+        except BrokerUnavailableError as error:
             log.warning("cannot read queue depths: %s", error)
             depths, broker_up = {}, False
         metrics.POOLS.update(figures(pools, depths, replicas), broker_up=broker_up)

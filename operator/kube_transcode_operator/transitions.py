@@ -46,6 +46,17 @@ def relevance(status: Mapping[str, Any], event: JobEvent) -> Relevance:
     return Relevance.APPLIES
 
 
+def supersedes(newer: JobEvent, older: JobEvent) -> bool:
+    """`newer` carries all that `older` would still show: both are progress of the same attempt
+    (the progress coalescer drops such an `older` the same way)."""
+    return (
+        newer.phase in RUNNING_PHASES
+        and older.phase in RUNNING_PHASES
+        and newer.job == older.job
+        and newer.attempt == older.attempt
+    )
+
+
 def apply_event(
     status: Mapping[str, Any],
     event: JobEvent,

@@ -7,10 +7,10 @@ KT_OUTPUT_BUCKETS, and then any prefix in it is the namespace's.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from urllib.parse import urlsplit
 
+from kube_transcode.messages import OutputLocation
 from kube_transcode_operator.jobspec import TranscodeJobSpec
 from kube_transcode_operator.settings import OperatorSettings
 
@@ -22,25 +22,6 @@ class JobRejectedError(Exception):
         super().__init__(message)
         self.reason = reason
         self.message = message
-
-
-@dataclass(frozen=True)
-class OutputLocation:
-    bucket: str
-    prefix: str
-
-    @property
-    def master_playlist_key(self) -> str:
-        return f"{self.prefix}/master.m3u8"
-
-    @property
-    def master_playlist_uri(self) -> str:
-        return f"s3://{self.bucket}/{self.master_playlist_key}"
-
-    def http_url(self, public_base: str | None) -> str | None:
-        if public_base is None:
-            return None
-        return f"{public_base}/{self.bucket}/{self.master_playlist_key}"
 
 
 def output_location(

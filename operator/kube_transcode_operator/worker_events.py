@@ -1,7 +1,7 @@
 """Worker events to job status: look the job up, apply the event, patch, post an Event.
 
 Runs on the event consumer's thread. `handle` returns what to do with the delivery; the
-consumer alone acks or requeues.
+consumer alone acks, holds or dead-letters it.
 """
 
 from __future__ import annotations
@@ -15,23 +15,24 @@ from typing import Any
 
 import kubernetes
 
-from kube_transcode.messages import InvalidMessageError, JobEvent, decode_event
+from kube_transcode.messages import InvalidMessageError, JobEvent, decode_event, job_ref_of
 from kube_transcode_operator import metrics
 from kube_transcode_operator.coalesce import ProgressCoalescer
 from kube_transcode_operator.jobspec import TranscodeJobSpec
 from kube_transcode_operator.jobstore import ConflictError, JobStore
 from kube_transcode_operator.settings import OperatorSettings
-from kube_transcode_operator.status import KubeEvent
+from kube_transcode_operator.status import KubeEvent, StatusPatch
 from kube_transcode_operator.transitions import (
     RUNNING_PHASES,
     Relevance,
+    Transition,
     apply_event,
     relevance,
+    supersedes,
 )
 from kube_transcode_operator.validation import output_location
 
 log = logging.getLogger(__name__)
-CONFLICT_RETRIES = 5
 PostEvent = Callable[[dict[str, Any], KubeEvent], None]
 
 
@@ -41,6 +42,34 @@ class Outcome(Enum):
     RETRY_LATER = "retry-later"
     # Not a message this operator understands: dead-letter it, do not loop on it.
     REJECT = "reject"
+
+
+class _EventChange:
+    """The status change for one event, as JobStore.update_status asks for it; remembers what
+    it found (it runs again after a conflict)."""
+
+    def __init__(self, event: JobEvent, settings: OperatorSettings) -> None:
+        self._event = event
+        self._settings = settings
+        self.relevance: Relevance | None = None  # None: the job was not found
+        self.transition: Transition | None = None
+
+    def __call__(self, body: dict[str, Any]) -> StatusPatch | None:
+        status = body.get("status") or {}
+        self.relevance = relevance(status, self._event)
+        self.transition = None
+        if self.relevance is not Relevance.APPLIES:
+            return None
+        ref = self._event.job
+        spec = TranscodeJobSpec.from_body(body.get("spec") or {})
+        location = output_location(spec, ref.namespace, ref.name, self._settings)
+        self.transition = apply_event(
+            status,
+            self._event,
+            master_playlist_url=location.http_url(self._settings.public_url_base),
+            now=datetime.now(UTC),
+        )
+        return self.transition.patch
 
 
 class WorkerEventHandler:
@@ -76,42 +105,45 @@ class WorkerEventHandler:
             if self._apply(event) is Outcome.RETRY_LATER:
                 log.debug("dropping held progress of %s; a newer event will carry it", _key(event))
 
+    @staticmethod
+    def line(body: bytes) -> str:
+        """A job's events apply in order: they share its uid."""
+        ref = job_ref_of(body)
+        return ref.uid if ref is not None else ""
+
+    def coalesces(self, newer: bytes, older: bytes) -> bool:
+        """Progress of the same attempt: the newer one is applied in the older one's place."""
+        try:
+            carried = supersedes(decode_event(newer), decode_event(older))
+        except InvalidMessageError:
+            return False
+        if carried:
+            self._count(Outcome.ACK, "coalesced")
+        return carried
+
     def _apply(self, event: JobEvent) -> Outcome:
         ref = event.job
-        for _ in range(CONFLICT_RETRIES):
-            try:
-                body = self._store.get(ref.namespace, ref.name)
-                if body is None or body["metadata"]["uid"] != ref.uid:
-                    self._coalescer.forget(_key(event))
-                    return Outcome.ACK  # the job is gone: nobody to tell
-                status = body.get("status") or {}
-                seen = relevance(status, event)
-                if seen is Relevance.NOT_YET_PUBLISHED:
-                    return Outcome.RETRY_LATER
-                if seen is Relevance.STALE:
-                    return Outcome.ACK
-                spec = TranscodeJobSpec.from_body(body.get("spec") or {})
-                location = output_location(spec, ref.namespace, ref.name, self._settings)
-                transition = apply_event(
-                    status,
-                    event,
-                    master_playlist_url=location.http_url(self._settings.public_url_base),
-                    now=datetime.now(UTC),
-                )
-                self._store.patch_status(body, transition.patch)
-            except ConflictError:
-                continue
-            except (kubernetes.client.ApiException, OSError) as error:
-                log.warning("cannot update %s/%s: %s", ref.namespace, ref.name, error)
-                metrics.RECONCILE_ERRORS.labels("worker-event", type(error).__name__).inc()
-                return Outcome.RETRY_LATER
-            self._coalescer.applied(_key(event), self._clock())
-            if event.phase.terminal:
-                self._coalescer.forget(_key(event))
-            if transition.event is not None:
-                self._post_event(body, transition.event)
+        change = _EventChange(event, self._settings)
+        try:
+            body = self._store.update_status(ref, change)
+        except ConflictError:
+            return Outcome.RETRY_LATER
+        except (kubernetes.client.ApiException, OSError) as error:
+            log.warning("cannot update %s/%s: %s", ref.namespace, ref.name, error)
+            metrics.RECONCILE_ERRORS.labels("worker-event", type(error).__name__).inc()
+            return Outcome.RETRY_LATER
+        if change.relevance is Relevance.NOT_YET_PUBLISHED:
+            return Outcome.RETRY_LATER
+        if change.relevance is None:
+            self._coalescer.forget(_key(event))  # the job is gone: nobody to tell
+        if body is None or change.transition is None:
             return Outcome.ACK
-        return Outcome.RETRY_LATER
+        self._coalescer.applied(_key(event), self._clock())
+        if event.phase.terminal:
+            self._coalescer.forget(_key(event))
+        if change.transition.event is not None:
+            self._post_event(body, change.transition.event)
+        return Outcome.ACK
 
     @staticmethod
     def _count(outcome: Outcome, label: str | None = None) -> Outcome:

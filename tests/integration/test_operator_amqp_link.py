@@ -10,9 +10,9 @@ from urllib.parse import quote
 import pytest
 import requests
 
+from kube_transcode_devstack.waiting import wait_until
 from kube_transcode_operator.amqp_link import AmqpLink, BrokerUnavailableError, Channel
-from tests.conftest import Vhost
-from tests.polling import wait_until
+from tests.harness.broker import Vhost
 
 pytestmark = pytest.mark.integration
 QUEUE = "transcode.link-test"

@@ -4,153 +4,38 @@ kubectl apply -> one confirmed message at the job's priority -> worker events ->
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-import kubernetes
 import pika
 import pytest
-from kopf.testing import KopfRunner
 
 from kube_transcode.messages import (
-    DEFAULT_EVENTS_EXCHANGE,
-    JobEvent,
-    JobMessage,
     JobOutputs,
     Phase,
     RenditionOutput,
-    decode_job,
-    encode,
-    event_routing_key,
 )
-from kube_transcode_devstack.services import MinIO
-from kube_transcode_devstack.stack import Stack
-from tests.conftest import Kubectl, Vhost
-from tests.integration.test_crd_transcodejob import install_crd
-from tests.polling import wait_until
+from kube_transcode_devstack.waiting import wait_until
+from tests.harness.broker import Vhost
+from tests.harness.kube import Kubectl
+from tests.harness.operator import (
+    QUEUE,
+    amqp,
+    apply_job,
+    condition,
+    event_reasons,
+    get_job,
+    ready_messages,
+    running_operator,
+    send_event,
+    take_job,
+    wait_phase,
+)
 
 pytestmark = pytest.mark.integration
 
-QUEUE = "transcode.default"
 T = TypeVar("T")
-
-
-@pytest.fixture(scope="module")
-def crd(kube: Stack) -> None:
-    install_crd(kube.layout.kubeconfig)
-
-
-@pytest.fixture
-def operator_env(
-    monkeypatch: pytest.MonkeyPatch,
-    kube: Stack,
-    vhost: Vhost,
-    minio: MinIO,
-    bucket: str,
-    installed_operator_paused: None,
-) -> None:
-    monkeypatch.setenv("KUBECONFIG", str(kube.layout.kubeconfig))
-    # kopf logs in through the client library, which read KUBECONFIG when it was imported.
-    monkeypatch.setattr(
-        kubernetes.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kube.layout.kubeconfig)
-    )
-    monkeypatch.setenv("KT_RABBITMQ_URL", vhost.url)
-    monkeypatch.setenv("KT_S3_ENDPOINT_URL", minio.endpoint)
-    monkeypatch.setenv("KT_S3_ACCESS_KEY_ID", minio.creds.s3_access_key)
-    monkeypatch.setenv("KT_S3_SECRET_ACCESS_KEY", minio.creds.s3_secret_key)
-    monkeypatch.setenv("KT_DEFAULT_BUCKET", bucket)
-    monkeypatch.setenv("KT_METRICS_PORT", "0")
-    monkeypatch.setenv("KT_CANCEL_GRACE_SECONDS", "5")
-
-
-@contextmanager
-def running_operator(namespace: str) -> Iterator[KopfRunner]:
-    args = ["run", "--standalone", "-n", namespace, "-m", "kube_transcode_operator.main"]
-    with KopfRunner(args, timeout=60) as runner:
-        yield runner
-    assert runner.exception is None, runner.output
-    assert runner.exit_code == 0, runner.output
-
-
-def get_job(kubectl: Kubectl, name: str) -> dict[str, Any]:
-    body: dict[str, Any] = json.loads(kubectl("get", "tj", name, "-o", "json"))
-    return body
-
-
-def wait_phase(kubectl: Kubectl, name: str, phase: str, timeout: float = 30) -> dict[str, Any]:
-    def probe() -> dict[str, Any] | None:
-        job = get_job(kubectl, name)
-        return job if job.get("status", {}).get("phase") == phase else None
-
-    return wait_until(f"{name} to be {phase}", probe, timeout)
-
-
-def condition(job: dict[str, Any], type_: str) -> dict[str, Any]:
-    found: dict[str, Any] = next(c for c in job["status"]["conditions"] if c["type"] == type_)
-    return found
-
-
-def event_reasons(kubectl: Kubectl, name: str) -> list[str]:
-    out = json.loads(
-        kubectl("get", "events", "--field-selector", f"involvedObject.name={name}", "-o", "json")
-    )
-    return [e["reason"] for e in sorted(out["items"], key=lambda e: e["metadata"]["name"])]
-
-
-def apply_job(kubectl: Kubectl, name: str, **spec: Any) -> None:
-    body = {
-        "apiVersion": "kubetranscode.io/v1alpha1",
-        "kind": "TranscodeJob",
-        "metadata": {"name": name},
-        "spec": {"source": {"url": "s3://media/in/video.mp4"}, **spec},
-    }
-    kubectl("apply", "-f", "-", input=json.dumps(body))
-
-
-@contextmanager
-def amqp(vhost: Vhost) -> Iterator[Any]:
-    connection = pika.BlockingConnection(pika.URLParameters(vhost.url))
-    try:
-        yield connection.channel()
-    finally:
-        connection.close()
-
-
-def ready_messages(vhost: Vhost) -> int:
-    with amqp(vhost) as channel:
-        count: int = channel.queue_declare(QUEUE, passive=True).method.message_count
-        return count
-
-
-def take_job(vhost: Vhost) -> tuple[JobMessage, int]:
-    """What a worker would receive: the message and its AMQP priority."""
-    with amqp(vhost) as channel:
-        method, properties, body = channel.basic_get(QUEUE, auto_ack=True)
-        assert method is not None, "the queue is empty"
-        return decode_job(body), properties.priority
-
-
-def send_event(vhost: Vhost, job: JobMessage, phase: Phase, **fields: Any) -> None:
-    """What a worker would report about its attempt at `job`."""
-    now = datetime.now(UTC)
-    event = JobEvent(
-        job=job.job,
-        attempt=fields.pop("attempt", job.attempt),
-        worker="worker-0",
-        phase=phase,
-        started_at=now,
-        at=now,
-        **fields,
-    )
-    with amqp(vhost) as channel:
-        channel.basic_publish(
-            DEFAULT_EVENTS_EXCHANGE,
-            event_routing_key(job.job),
-            encode(event),
-            pika.BasicProperties(content_type="application/json", delivery_mode=2),
-        )
 
 
 @pytest.mark.usefixtures("crd", "operator_env")
@@ -199,7 +84,8 @@ def test_worker_events_drive_status_to_succeeded(namespace: Kubectl, vhost: Vhos
         assert running["status"]["phase"] == "Running"
         assert running["status"]["worker"] == "worker-0"
         assert condition(running, "Running")["reason"] == "Transcoding"
-        assert "55" in namespace("get", "tj", "movie")  # the Progress column
+        header, row = namespace("get", "tj", "movie").splitlines()
+        assert row[header.index("PROGRESS") :].split()[0] == "55"  # the Progress column
 
         outputs = JobOutputs(
             master_uri=message.output.uri("master.m3u8"),
@@ -361,3 +247,53 @@ def test_finished_jobs_are_deleted_after_their_ttl_within_seconds(
             lambda: not namespace("get", "tj", "-o", "name").strip(),
             20,
         )
+
+
+@pytest.mark.usefixtures("crd", "operator_env")
+def test_events_that_cannot_apply_yet_hold_back_no_other_job_and_apply_in_order_later(
+    namespace: Kubectl, vhost: Vhost
+) -> None:
+    with running_operator(namespace.namespace):
+        for name in ("early", "other"):
+            apply_job(namespace, name)
+            wait_phase(namespace, name, "Queued")
+        messages = {m.job.name: m for m in (take_job(vhost)[0], take_job(vhost)[0])}
+        # A worker reporting on the next generation before the operator recorded publishing
+        # it: four events that cannot apply yet (and that no newer one carries)...
+        ahead = messages["early"].model_copy(
+            update={"job": messages["early"].job.model_copy(update={"generation": 2})}
+        )
+        send_event(vhost, ahead, Phase.fetching)
+        send_event(vhost, ahead, Phase.requeued, reason="SourceUnreachable",
+                   message="connection reset", next_attempt=2)  # fmt: skip
+        send_event(vhost, ahead, Phase.probing, attempt=2)
+        send_event(vhost, ahead, Phase.failed, attempt=2, reason="UnsupportedCodec",
+                   message="no decoder for prores_raw")  # fmt: skip
+        # ...then another job's progress, which must not wait for them.
+        sent = time.monotonic()
+        send_event(vhost, messages["other"], Phase.transcoding, progress_percent=30.0)
+        wait_until(
+            "the other job to run",
+            lambda: get_job(namespace, "other")["status"].get("progress") == 30,
+            10,
+            interval=0.05,
+        )
+        delay = time.monotonic() - sent
+        early = get_job(namespace, "early")["status"]
+        assert (early["phase"], early["attempts"]) == ("Queued", 1)  # nothing applied early
+
+        # The spec changes: generation 2 is published, and the held events apply, in order.
+        namespace("patch", "tj", "early", "--type=merge", "-p", '{"spec":{"priority":"high"}}')
+        failed = wait_phase(namespace, "early", "Failed", timeout=30)
+
+        def reasons() -> set[str] | None:
+            seen = set(event_reasons(namespace, "early"))
+            return seen if "Failed" in seen else None
+
+        posted = wait_until("the early job's Failed event", reasons, 30)
+    print(f"another job's progress applied {delay:.3f} s after it was sent")
+    assert delay < 1.0
+    assert failed["status"]["observedGeneration"] == 2
+    assert failed["status"]["attempts"] == 2
+    assert condition(failed, "Failed")["reason"] == "UnsupportedCodec"
+    assert "AttemptFailed" in posted  # the requeue applied before the failure, not after

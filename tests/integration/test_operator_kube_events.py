@@ -12,7 +12,7 @@ import pytest
 from kube_transcode_devstack.stack import Stack
 from kube_transcode_operator.kube_events import EventPoster
 from kube_transcode_operator.status import KubeEvent
-from tests.conftest import Kubectl
+from tests.harness.kube import Kubectl
 
 pytestmark = pytest.mark.integration
 

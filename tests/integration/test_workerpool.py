@@ -28,18 +28,11 @@ from kube_transcode.messages import (
 )
 from kube_transcode_devstack.layout import tools_bin
 from kube_transcode_devstack.stack import Stack
+from kube_transcode_devstack.waiting import wait_until
 from kube_transcode_operator.deletion_cost import BUSY_COST, DELETION_COST, IDLE_COST
-from tests.conftest import Kubectl, Vhost
-from tests.integration.test_operator_flow import (
-    amqp,
-    apply_job,
-    crd,  # noqa: F401 - fixture
-    get_job,
-    operator_env,  # noqa: F401 - fixture
-    running_operator,
-    wait_phase,
-)
-from tests.polling import wait_until
+from tests.harness.broker import Vhost
+from tests.harness.kube import Kubectl
+from tests.harness.operator import amqp, apply_job, get_job, running_operator, wait_phase
 
 pytestmark = pytest.mark.integration
 

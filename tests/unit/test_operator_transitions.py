@@ -11,7 +11,7 @@ from kube_transcode.messages import JobEvent, JobOutputs, JobRef, Phase, Renditi
 from kube_transcode_operator import status
 from kube_transcode_operator.coalesce import ProgressCoalescer
 from kube_transcode_operator.conditions import find_condition
-from kube_transcode_operator.transitions import Relevance, apply_event, relevance
+from kube_transcode_operator.transitions import Relevance, apply_event, relevance, supersedes
 
 pytestmark = pytest.mark.unit
 
@@ -158,3 +158,12 @@ def test_a_transition_drops_held_progress() -> None:
     assert not coalescer.offer("job", 99, now=0.5)
     coalescer.applied("job", now=0.6)  # e.g. succeeded, applied at once
     assert coalescer.due(now=5.0) == []
+
+
+def test_only_progress_of_the_same_attempt_carries_an_older_one() -> None:
+    older = event(Phase.fetching)
+    assert supersedes(event(Phase.transcoding, progress_percent=40.0), older)
+    assert not supersedes(event(Phase.transcoding, attempt=2), older)
+    assert not supersedes(event(Phase.transcoding, generation=2), older)
+    assert not supersedes(event(Phase.failed, reason="Boom"), older)
+    assert not supersedes(older, event(Phase.requeued, reason="Shutdown"))

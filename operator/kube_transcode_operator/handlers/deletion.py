@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 import botocore.exceptions
 import kopf
 
-from kube_transcode.messages import JobRef
 from kube_transcode_operator import metrics, status
 from kube_transcode_operator.cancelling import cancel_work
 from kube_transcode_operator.conditions import parse_timestamp
+from kube_transcode_operator.jobref import published_bucket, published_prefix
 from kube_transcode_operator.runtime import runtime_of
 
 Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
@@ -28,17 +28,11 @@ async def finalize(body: kopf.Body, memo: kopf.Memo, logger: Logger) -> None:
             return  # nothing was ever queued, nothing written
         meta = body.meta
         now = datetime.now(UTC)
-        bucket = str(published.get("bucket") or runtime.settings.default_bucket)
-        prefix = str(published.get("prefix") or f"{meta.namespace}/{meta.name}")
+        bucket = published_bucket(current, runtime.settings)
+        prefix = published_prefix(current, meta)
         phase = current.get("phase")
         if phase not in status.TERMINAL_PHASES:
-            job = JobRef(
-                uid=str(meta.uid),
-                namespace=str(meta.namespace),
-                name=str(meta.name),
-                generation=int(meta["generation"]),
-            )
-            await cancel_work(runtime, job, bucket, "Deleted", "the job was deleted", now)
+            await cancel_work(runtime, body, "Deleted", "the job was deleted", now)
             deleting_since = parse_timestamp(meta.get("deletionTimestamp")) or now
             waited = (now - deleting_since).total_seconds()
             if phase == "Running" and waited < runtime.settings.cancel_grace_seconds:

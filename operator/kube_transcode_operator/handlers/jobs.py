@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
 
 import kopf
 
-from kube_transcode.messages import JobRef
 from kube_transcode_operator import metrics, status
 from kube_transcode_operator.amqp_link import BrokerUnavailableError
 from kube_transcode_operator.cancelling import cancel_work
-from kube_transcode_operator.jobmessage import build_work
+from kube_transcode_operator.jobmessage import Work, build_work
+from kube_transcode_operator.jobref import job_ref
 from kube_transcode_operator.jobspec import TranscodeJobSpec
 from kube_transcode_operator.runtime import Runtime, runtime_of
 from kube_transcode_operator.validation import JobRejectedError
@@ -41,24 +39,13 @@ async def _reconcile(
     retry: int,
     logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
 ) -> None:
-    meta, current = body.meta, dict(body.status)
-    uid, generation = str(meta.uid), int(meta["generation"])
+    current, uid, generation = dict(body.status), str(body.meta.uid), int(body.meta["generation"])
     if status.is_published(current, uid, generation) or status.is_settled(current, generation):
         logger.debug("generation %s is already published or settled", generation)
         return
     now = datetime.now(UTC)
-    ref = JobRef(uid=uid, namespace=str(meta.namespace), name=str(meta.name), generation=generation)
-    await _cancel_previous_generation(current, ref, runtime, now)
-    try:
-        work = build_work(TranscodeJobSpec.from_body(body.spec), ref, runtime.settings, started=now)
-    except JobRejectedError as rejection:
-        update, event = status.rejected(
-            current, reason=rejection.reason, message=rejection.message,
-            generation=generation, now=now,
-        )  # fmt: skip
-        patch.status.update(update)
-        await runtime.events.emit(body, event)
-        raise kopf.PermanentError(rejection.message) from rejection
+    await _cancel_previous_generation(body, runtime, now)
+    work = await _work(body, patch, runtime, now)
     try:
         seconds = await runtime.publisher.publish_job(work.message, work.queue)
     except BrokerUnavailableError as error:
@@ -68,32 +55,39 @@ async def _reconcile(
         delay = min(2 ** min(retry, 6), MAX_RETRY_DELAY_SECONDS)
         raise kopf.TemporaryError(f"RabbitMQ unavailable: {error}", delay=delay) from error
     update, event = status.queued(
-        current,
-        uid=uid,
-        generation=generation,
-        queue=work.queue,
-        priority=work.message.priority.value,
-        bucket=work.message.output.bucket,
-        prefix=work.message.output.prefix,
-        now=now,
-    )
+        current, uid=uid, generation=generation, queue=work.queue,
+        priority=work.message.priority.value, bucket=work.message.output.bucket,
+        prefix=work.message.output.prefix, now=now,
+    )  # fmt: skip
     patch.status.update(update)
     metrics.JOBS_PUBLISHED.labels(_pool(body), work.message.priority.value).inc()
     logger.info("published generation %s to %s in %.3fs", generation, work.queue, seconds)
     await runtime.events.emit(body, event)
 
 
-async def _cancel_previous_generation(
-    current: Mapping[str, Any], ref: JobRef, runtime: Runtime, now: datetime
-) -> None:
+async def _work(body: kopf.Body, patch: kopf.Patch, runtime: Runtime, now: datetime) -> Work:
+    """This generation's message and queue; a spec the operator refuses fails the job for good."""
+    try:
+        spec = TranscodeJobSpec.from_body(body.spec)
+        return build_work(spec, job_ref(body.meta), runtime.settings, started=now)
+    except JobRejectedError as rejection:
+        update, event = status.rejected(
+            dict(body.status), reason=rejection.reason, message=rejection.message,
+            generation=int(body.meta["generation"]), now=now,
+        )  # fmt: skip
+        patch.status.update(update)
+        await runtime.events.emit(body, event)
+        raise kopf.PermanentError(rejection.message) from rejection
+
+
+async def _cancel_previous_generation(body: kopf.Body, runtime: Runtime, now: datetime) -> None:
     """A changed spec supersedes the run of the previous one: stop it if it may still go."""
-    published = current.get("published") or {}
-    previous = published.get("generation")
-    if previous is None or current.get("phase") in status.TERMINAL_PHASES:
+    previous = (body.status.get("published") or {}).get("generation")
+    if previous is None or body.status.get("phase") in status.TERMINAL_PHASES:
         return
-    old = ref.model_copy(update={"generation": int(previous)})
-    bucket = published.get("bucket") or runtime.settings.default_bucket
-    await cancel_work(runtime, old, bucket, "SpecChanged", "superseded by a newer spec", now)
+    await cancel_work(
+        runtime, body, "SpecChanged", "superseded by a newer spec", now, generation=int(previous)
+    )
 
 
 def observe_phase(event_type: str | None, body: kopf.Body) -> None:

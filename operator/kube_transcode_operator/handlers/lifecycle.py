@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 
 import kopf
 
-from kube_transcode.messages import JobRef
 from kube_transcode_operator import metrics, status
 from kube_transcode_operator.cancelling import cancel_work
 from kube_transcode_operator.runtime import runtime_of
@@ -42,19 +41,9 @@ async def enforce_deadline(
         if seconds is None or not status.deadline_passed(current, int(seconds), now):
             return
         runtime = runtime_of(memo)
-        meta = body.meta
-        generation = int(meta["generation"])
-        job = JobRef(
-            uid=str(meta.uid),
-            namespace=str(meta.namespace),
-            name=str(meta.name),
-            generation=generation,
-        )
-        published = current.get("published") or {}
-        bucket = published.get("bucket") or runtime.settings.default_bucket
-        await cancel_work(runtime, job, bucket, "DeadlineExceeded", "deadline exceeded", now)
+        await cancel_work(runtime, body, "DeadlineExceeded", "deadline exceeded", now)
         update, event = status.deadline_exceeded(
-            current, deadline_seconds=int(seconds), generation=generation, now=now
+            current, deadline_seconds=int(seconds), generation=int(body.meta["generation"]), now=now
         )
         patch.status.update(update)
         logger.warning(event.message)

@@ -7,18 +7,12 @@ import logging
 import kopf
 from pydantic import ValidationError
 
+from kube_transcode.settings_errors import describe_settings_error
 from kube_transcode_operator import metrics
-from kube_transcode_operator.cleanup import OutputStore
 from kube_transcode_operator.credentials import load_client_config
-from kube_transcode_operator.event_consumer import EventConsumer
 from kube_transcode_operator.jobspec import DEFAULT_POOL
-from kube_transcode_operator.jobstore import JobStore
-from kube_transcode_operator.kube_events import EventPoster
-from kube_transcode_operator.publisher import Publisher
-from kube_transcode_operator.queue_metrics import QueueMetrics, own_namespace
 from kube_transcode_operator.runtime import MEMO_KEY, Runtime, runtime_of
 from kube_transcode_operator.settings import OperatorSettings
-from kube_transcode_operator.worker_events import WorkerEventHandler
 
 Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
 FINALIZER = "kubetranscode.io/cleanup"
@@ -27,7 +21,6 @@ FINALIZER = "kubetranscode.io/cleanup"
 KOPF_STATUS_NAME = "kopf"
 TIMER_EXIT_WAIT_SECONDS = 0.1
 TIMER_EXIT_POLL_SECONDS = 1.0
-QUEUE_METRICS_KEY = "queue_metrics"
 
 
 def load_settings() -> OperatorSettings:
@@ -35,10 +28,7 @@ def load_settings() -> OperatorSettings:
     try:
         return OperatorSettings()  # type: ignore[call-arg]  # filled from the environment
     except ValidationError as error:
-        problems = "\n".join(
-            f"  KT_{str(e['loc'][0]).upper() if e['loc'] else '?'}: {e['msg']}"
-            for e in error.errors(include_url=False)
-        )
+        problems = describe_settings_error(error)
         raise kopf.PermanentError(f"invalid operator configuration:\n{problems}") from None
 
 
@@ -61,42 +51,15 @@ async def start(kopf_settings: kopf.OperatorSettings, memo: kopf.Memo, logger: L
     configure(kopf_settings)
     settings = load_settings()
     load_client_config()
-    jobs = JobStore()
-    events = EventPoster()
-    handler = WorkerEventHandler(jobs, settings, events.post)
-    runtime = Runtime(
-        settings=settings,
-        publisher=Publisher(
-            settings.rabbitmq_url.get_secret_value(),
-            timeout_seconds=settings.publish_timeout_seconds,
-        ),
-        outputs=OutputStore(settings),
-        jobs=jobs,
-        consumer=EventConsumer(
-            settings.rabbitmq_url.get_secret_value(),
-            settings.events_queue,
-            handler.handle,
-            handler.flush,
-        ),
-        events=events,
-    )
+    runtime = Runtime.build(settings)
     memo[MEMO_KEY] = runtime
     metrics.JOBS.know_pool(DEFAULT_POOL)
     metrics.serve(settings.bind_address, settings.metrics_port)
-    queue_metrics = QueueMetrics(
-        settings.rabbitmq_url.get_secret_value(), settings.queue_metrics_seconds, own_namespace()
-    )
-    memo[QUEUE_METRICS_KEY] = queue_metrics
-    queue_metrics.start()
-    runtime.consumer.start()
+    runtime.start()
     logger.info("consuming worker events from %s", settings.events_queue)
 
 
 async def stop(memo: kopf.Memo) -> None:
-    if MEMO_KEY not in memo:
-        return
-    if QUEUE_METRICS_KEY in memo:
-        memo[QUEUE_METRICS_KEY].stop()
-    runtime = runtime_of(memo)
-    runtime.consumer.stop()
-    await runtime.publisher.close()
+    """The one cleanup: everything `start` built."""
+    if MEMO_KEY in memo:
+        await runtime_of(memo).close()
