@@ -41,6 +41,7 @@ from kube_transcode.messages import dead_letter_name, job_queue_name
 from kube_transcode_devstack import release
 from kube_transcode_devstack.layout import tools_bin
 from kube_transcode_devstack.stack import Stack
+from kube_transcode_devstack.waiting import wait_until
 from kube_transcode_operator.pools import POOL_LABEL
 
 GROUP, VERSION = "kubetranscode.io", "v1alpha1"
@@ -87,7 +88,7 @@ class AutoscaleBenchmark:
         create_pool(stack, pool)
         try:
             for number in range(1, context.options.repeat + 1):
-                wait_for(lambda: not pool_pods(pool), "the pool's Pods gone", TIMEOUT_SECONDS)
+                seconds_until("the pool's Pods gone", lambda: not pool_pods(pool))
                 # The workers drop the reaction's messages (not jobs) at once; the pool must
                 # not scale in before its Pods are Ready, so the cooldown is long meanwhile.
                 set_cooldown(stack, pool, HOLD_SECONDS)
@@ -95,7 +96,7 @@ class AutoscaleBenchmark:
                 set_cooldown(stack, pool, COOLDOWN_SECONDS)
                 variants["a"].samples.append(_sample(patched))
                 variants["b"].samples.append(_sample(ready))
-                wait_for(lambda: replicas(pool) == (0, 0), "the pool at zero", TIMEOUT_SECONDS)
+                seconds_until("the pool at zero", lambda: replicas(pool) == (0, 0))
                 drained, back, highest = drain(
                     stack, pool, namespace, source, context.options.autoscale_jobs, number
                 )
@@ -203,13 +204,10 @@ def pool_pods(pool: str) -> list[str]:
     return [pod.metadata.name for pod in listed.items]
 
 
-def wait_for(check: Callable[[], bool], what: str, timeout: float) -> float:
-    """Seconds until check() holds."""
+def seconds_until(what: str, check: Callable[[], bool]) -> float:
+    """Seconds until check() holds, polled every POLL_SECONDS."""
     started = time.monotonic()
-    while not check():
-        if time.monotonic() - started > timeout:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(POLL_SECONDS)
+    wait_until(what, check, TIMEOUT_SECONDS, interval=POLL_SECONDS)
     return time.monotonic() - started
 
 
@@ -226,9 +224,9 @@ def reaction(stack: Stack, pool: str) -> tuple[float, float]:
             )  # fmt: skip
     finally:
         connection.close()
-    wait_for(lambda: (replicas(pool) or (0, 0))[0] >= MAX_REPLICAS, "the patch", TIMEOUT_SECONDS)
+    seconds_until("the patch", lambda: (replicas(pool) or (0, 0))[0] >= MAX_REPLICAS)
     patched = time.monotonic() - started
-    wait_for(lambda: (replicas(pool) or (0, 0))[1] >= MAX_REPLICAS, "Ready", TIMEOUT_SECONDS)
+    seconds_until("Ready", lambda: (replicas(pool) or (0, 0))[1] >= MAX_REPLICAS)
     return patched, time.monotonic() - started
 
 
@@ -271,9 +269,9 @@ def drain(
 
     started = time.monotonic()
     kubectl(stack, "apply", "-f", "-", input=json.dumps(manifests))
-    wait_for(all_succeeded, "the burst to succeed", TIMEOUT_SECONDS)
+    seconds_until("the burst to succeed", all_succeeded)
     drained = time.monotonic() - started
-    back = wait_for(lambda: replicas(pool) == (0, 0), "the pool at zero", TIMEOUT_SECONDS)
+    back = seconds_until("the pool at zero", lambda: replicas(pool) == (0, 0))
     return drained, back, highest
 
 

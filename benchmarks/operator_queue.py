@@ -41,6 +41,7 @@ from kube_transcode.messages import cancelled_marker_key, job_queue_name
 from kube_transcode_devstack import release
 from kube_transcode_devstack.layout import tools_bin
 from kube_transcode_devstack.stack import Stack
+from kube_transcode_devstack.waiting import wait_until
 
 OPERATOR = "kube-transcode-operator"
 WORKER = "deployment/kube-transcode-worker-default"
@@ -48,6 +49,7 @@ OPERATOR_PODS = "app.kubernetes.io/component=operator"
 QUEUE = job_queue_name("default")
 TARGET_JOBS_PER_SECOND = 50.0
 SAMPLE_SECONDS = 0.05
+POLL_SECONDS = 0.1  # how often the waits look: well below the times measured
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -177,11 +179,12 @@ def one_round(
         with k.watch_phases() as phases, operator.sampling() as usage:
             started = started_at = time.monotonic()
             apply_seconds = apply_in_batches(k, namespace, count, options.operator_batches)
-            wait(
+            wait_until(
                 f"{count} jobs Queued",
                 lambda: phases.count("Queued") >= count,
                 options.operator_timeout,
                 lambda: f"{phases.count('Queued')} of {count} Queued",
+                interval=POLL_SECONDS,
             )
             wall = time.monotonic() - started
         report.variant("a").samples.append(Sample(wall, usage.cpu_seconds, usage.peak_rss))
@@ -194,18 +197,20 @@ def one_round(
         with operator.sampling() as usage:
             started = time.monotonic()
             k.check("delete", "namespace", namespace, "--wait=false")
-            wait(
+            wait_until(
                 f"the jobs in {namespace} to be deleted",
                 lambda: not k.uids(),
                 options.operator_timeout,
                 lambda: f"{len(k.uids())} jobs left",
+                interval=POLL_SECONDS,
             )
             jobs_gone = time.monotonic() - started
-            wait(
+            wait_until(
                 f"namespace {namespace} to be deleted",
                 lambda: not k.namespace_exists(),
                 options.operator_timeout,
                 lambda: "the namespace is still there",
+                interval=POLL_SECONDS,
             )
             deleted = time.monotonic() - started
         report.variant("b").samples.append(Sample(deleted, usage.cpu_seconds, usage.peak_rss))
@@ -343,14 +348,6 @@ def apply_in_batches(k: Kubectl, namespace: str, count: int, batches: int) -> fl
     if created != count:
         raise RuntimeError(f"kubectl applied {created} of {count} jobs in {namespace}")
     return seconds
-
-
-def wait(what: str, done: Any, timeout: float, progress: Any) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}: {progress()}")
-        time.sleep(0.1)
 
 
 @contextmanager

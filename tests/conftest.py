@@ -8,21 +8,23 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import boto3
 import pytest
 import requests
 
+from kube_transcode_devstack.layout import tools_bin
 from kube_transcode_devstack.services import MinIO, RabbitMQ
 from kube_transcode_devstack.stack import Stack
 
-ROOT = Path(__file__).resolve().parents[1]
+# Re-exported (`as`) for the test modules that still import them from here, not tests.harness.
+from tests.harness import ROOT
+from tests.harness.broker import Vhost
+from tests.harness.kube import Kubectl
+from tests.harness.storage import delete_objects
 
 
 @pytest.fixture(scope="session")
@@ -83,24 +85,6 @@ def kube(request: pytest.FixtureRequest, stack: Stack) -> Stack:
     return stack
 
 
-@dataclass
-class Vhost:
-    name: str
-    url: str
-    management_url: str
-    auth: tuple[str, str]
-
-    def queue(self, queue: str) -> dict[str, Any]:
-        resp = requests.get(
-            f"{self.management_url}/api/queues/{quote(self.name, safe='')}/{queue}",
-            auth=self.auth,
-            timeout=10,
-        )
-        resp.raise_for_status()
-        data: dict[str, Any] = resp.json()
-        return data
-
-
 @pytest.fixture
 def vhost(rabbitmq: RabbitMQ) -> Iterator[Vhost]:
     """A RabbitMQ vhost of this test's own, deleted afterwards."""
@@ -137,46 +121,13 @@ def bucket(s3: Any) -> Iterator[str]:
     name = f"test-{secrets.token_hex(6)}"
     s3.create_bucket(Bucket=name)
     yield name
-    paginator = s3.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=name):
-        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
-        if keys:
-            s3.delete_objects(Bucket=name, Delete={"Objects": keys})
+    delete_objects(s3, name, "")
     s3.delete_bucket(Bucket=name)
-
-
-@dataclass
-class Kubectl:
-    kubeconfig: Path
-    namespace: str
-    bin_dir: Path
-
-    def __call__(self, *args: str, input: str | None = None, check: bool = True) -> str:
-        proc = subprocess.run(
-            [
-                str(self.bin_dir / "kubectl"),
-                "--kubeconfig",
-                str(self.kubeconfig),
-                "-n",
-                self.namespace,
-                *args,
-            ],
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
-        return proc.stdout if check else proc.stdout + proc.stderr
 
 
 @pytest.fixture
 def namespace(kube: Stack) -> Iterator[Kubectl]:
     """A namespace of this test's own, with kubectl bound to it; deleted afterwards."""
-    from kube_transcode_devstack.layout import tools_bin
-
     name = f"test-{secrets.token_hex(4)}"
     k = Kubectl(kube.layout.kubeconfig, name, tools_bin())
     k("create", "namespace", name)
@@ -197,8 +148,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def installed_operator_paused(kube: Stack) -> Iterator[None]:
     """Tests that run their own operator in-process pause the one `make up` installed, so two
     operators never act on the same TranscodeJobs; it is scaled back afterwards."""
-    from kube_transcode_devstack.layout import tools_bin
-
     k = Kubectl(kube.layout.kubeconfig, "kube-transcode", tools_bin())
     deployment = "deployment/kube-transcode-operator"
     replicas = k("get", deployment, "-o", "jsonpath={.spec.replicas}", check=False).strip()

@@ -21,7 +21,7 @@ import yaml
 
 from .layout import Layout, tools_bin
 from .processes import Managed
-from .waiting import wait_for
+from .waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "charts" / "kube-transcode" / "rules" / "kube-transcode.rules.yaml"
@@ -123,11 +123,12 @@ class Prometheus:
             ],
             cwd=self.folder,
         )
-        wait_for(
+        wait_until(
             "prometheus",
             lambda: requests.get(f"{self.url}/-/ready", timeout=2).status_code == 200,
             timeout,
-            on_timeout_hint=f"see {self.proc.log_file}",
+            detail=lambda: f"see {self.proc.log_file}",
+            retry_on=(Exception,),
             alive=self.proc.running,
         )
 

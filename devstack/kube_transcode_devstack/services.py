@@ -12,7 +12,7 @@ from pathlib import Path
 from .credentials import Credentials
 from .layout import Layout, Ports, tools_bin
 from .processes import Managed
-from .waiting import wait_for
+from .waiting import wait_until
 
 RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
 RABBITMQ_CTL = Path("/usr/lib/rabbitmq/bin/rabbitmqctl")
@@ -70,11 +70,12 @@ class RabbitMQ:
         )
         (self.home / "enabled_plugins").write_text("[rabbitmq_management].\n")
         self.proc.start([str(RABBITMQ_SERVER)], env=self.env())
-        wait_for(
+        wait_until(
             "RabbitMQ",
             self._management_ready,
             120,
-            on_timeout_hint=f"see {self.proc.log_file}",
+            detail=lambda: f"see {self.proc.log_file}",
+            retry_on=(Exception,),
             alive=self.proc.running,
         )
 
@@ -153,11 +154,12 @@ class MinIO:
                 "HOME": str(data),
             },
         )
-        wait_for(
+        wait_until(
             "MinIO",
             lambda: _http_ok(f"{self.endpoint}/minio/health/ready"),
             60,
-            on_timeout_hint=f"see {self.proc.log_file}",
+            detail=lambda: f"see {self.proc.log_file}",
+            retry_on=(Exception,),
             alive=self.proc.running,
         )
 

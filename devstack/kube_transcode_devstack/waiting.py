@@ -1,35 +1,55 @@
-"""Waiting for a condition with a deadline, instead of sleeping and hoping."""
+"""Waiting for a condition with a deadline, instead of sleeping and hoping: the one polling
+loop of the dev stack, the tests and the benchmarks.
+
+`wait_until` polls `check` until it returns something truthy and hands that back, or fails
+naming what it waited for, with `detail()` (a log file's path, `kubectl get` output) to show
+why. An exception from `check` ends the wait at once unless it is one of `retry_on` (a server
+still starting refuses connections); `alive` ends it early when the process waited for died.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+POLL_SECONDS = 0.2
 
 
-class NotReadyError(RuntimeError):
+class TimedOutError(RuntimeError):
     pass
 
 
-def wait_for(
+def wait_until(
     what: str,
-    check: Callable[[], bool],
+    check: Callable[[], T | None],
     timeout: float,
-    interval: float = 0.25,
-    on_timeout_hint: str = "",
+    detail: Callable[[], str] | None = None,
+    *,
+    interval: float = POLL_SECONDS,
+    retry_on: tuple[type[Exception], ...] = (),
     alive: Callable[[], bool] | None = None,
-) -> None:
-    """Poll check() until it is true; give up early when alive() says the process died."""
+) -> T:
+    """check()'s first truthy result; TimedOutError naming `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
-    hint = f"; {on_timeout_hint}" if on_timeout_hint else ""
-    while time.monotonic() < deadline:
+    while True:
         if alive is not None and not alive():
-            raise NotReadyError(f"{what} exited before it became ready{hint}")
+            raise TimedOutError(f"gave up waiting for {what}: it exited{_shown(detail)}")
         try:
-            if check():
-                return
-        except Exception as exc:
-            last_error = exc
+            result = check()
+        except retry_on as error:
+            last_error, result = error, None
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            error_text = f" (last error: {last_error})" if last_error is not None else ""
+            raise TimedOutError(
+                f"timed out after {timeout:.0f} s waiting for {what}{error_text}{_shown(detail)}"
+            )
         time.sleep(interval)
-    detail = f" (last error: {last_error})" if last_error else ""
-    raise NotReadyError(f"{what} not ready after {timeout:.0f} s{detail}{hint}")
+
+
+def _shown(detail: Callable[[], str] | None) -> str:
+    return f"\n{detail()}" if detail is not None else ""

@@ -11,37 +11,29 @@ from __future__ import annotations
 import random
 import secrets
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from kube_transcode_devstack import release as chart
-from kube_transcode_devstack.layout import tools_bin
 from kube_transcode_devstack.services import MinIO, RabbitMQ
 from kube_transcode_devstack.stack import Stack
-from tests.conftest import Kubectl
-from tests.e2e.helpers import OPERATOR, WORKER, Jobs, s3_delete_prefix
-from tests.integration.media import ffmpeg
-from tests.polling import wait_until
-
-WORKERS = 1
-# The worker's own x264 preset (KT_FFMPEG_PRESET's default): sources decode like its output.
-PRESET = "veryfast"
-
-
-def release_kubectl(stack: Stack) -> Kubectl:
-    return Kubectl(stack.layout.kubeconfig, chart.NAMESPACE, tools_bin())
-
-
-def ensure_ready(stack: Stack, deployment: str, replicas: int, timeout: str = "180s") -> None:
-    """The Deployment at `replicas`, each of them Ready."""
-    k = release_kubectl(stack)
-    current = k("get", deployment, "-o", "jsonpath={.spec.replicas}").strip()
-    if current != str(replicas):
-        k("scale", deployment, f"--replicas={replicas}")
-    k("rollout", "status", deployment, f"--timeout={timeout}")
+from kube_transcode_devstack.waiting import wait_until
+from tests.e2e.helpers import (
+    OPERATOR,
+    PRESET,
+    WORKER,
+    WORKERS,
+    Jobs,
+    Source,
+    Sources,
+    ensure_ready,
+    release_kubectl,
+)
+from tests.harness.kube import Kubectl
+from tests.harness.media import make_source
+from tests.harness.storage import delete_objects
 
 
 @pytest.fixture(scope="session")
@@ -54,23 +46,6 @@ def release(kube: Stack, rabbitmq: RabbitMQ, minio: MinIO) -> Iterator[Stack]:
     if kube.rabbitmq.proc.running():
         ensure_ready(kube, OPERATOR, 1)
         ensure_ready(kube, WORKER, WORKERS)
-
-
-@dataclass(frozen=True)
-class Source:
-    url: str
-    path: Path  # the same bytes, locally
-
-
-@dataclass(frozen=True)
-class Sources:
-    """Test pictures with a tone in the sources bucket, 640x360 H.264 + AAC."""
-
-    tiny: Source  # 2 s: the quickest job there is
-    medium: Source  # 12 s: FFmpeg runs for a second or more
-    long: Source  # 60 s: progress moves; keeps the one worker busy while a test acts
-    corrupt: Source  # not a video at all
-    missing: str  # an object that does not exist
 
 
 @pytest.fixture(scope="session")
@@ -86,13 +61,9 @@ def sources(release: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
     def video(name: str, seconds: int) -> Source:
         path = folder / name
-        ffmpeg(
-            "-f", "lavfi", "-i", f"testsrc2=size=640x360:rate=30:duration={seconds}",
-            "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}",
-            "-c:v", "libx264", "-preset", PRESET, "-pix_fmt", "yuv420p",
-            "-c:a", "aac", "-b:a", "64k", "-movflags", "+faststart", str(path),
-        )  # fmt: skip
-        return upload(path)
+        return upload(
+            make_source(path, width=640, height=360, seconds=seconds, preset=PRESET, qp=None)
+        )
 
     corrupt = folder / "corrupt.mp4"
     corrupt.write_bytes(random.Random(7).randbytes(256 * 1024))
@@ -103,7 +74,7 @@ def sources(release: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         corrupt=upload(corrupt),
         missing=f"s3://{chart.SOURCES_BUCKET}/{prefix}/no-such-video.mp4",
     )
-    s3_delete_prefix(s3, chart.SOURCES_BUCKET, f"{prefix}/")
+    delete_objects(s3, chart.SOURCES_BUCKET, f"{prefix}/")
 
 
 @pytest.fixture
@@ -137,4 +108,4 @@ def jobs(release: Stack, namespace: Kubectl, output_s3: Any) -> Iterator[Jobs]:
     wait_release_serving(release)
     yield Jobs(namespace)
     namespace("delete", "transcodejobs", "--all", "--timeout=90s", check=False)
-    s3_delete_prefix(output_s3, chart.DEFAULT_BUCKET, f"{namespace.namespace}/")
+    delete_objects(output_s3, chart.DEFAULT_BUCKET, f"{namespace.namespace}/")

@@ -1,8 +1,9 @@
-"""What an end-to-end test does and sees as a user would: kubectl, helm, S3 and `pgrep`.
+"""What an end-to-end test does and sees as a user would, through kubectl.
 
 TranscodeJobs are applied and read with kubectl; a `kubectl get -w` in the background keeps
-every status change (a poll could miss a short phase); outputs are read from S3 as a player's
-CDN would. Waits poll with deadlines, never sleep in place of a condition.
+every status change (a poll could miss a short phase). Outputs are read from S3 as a player's
+CDN would (tests.harness.storage), encoders found in /proc (tests.harness.processes). Waits
+poll with deadlines, never sleep in place of a condition.
 """
 
 from __future__ import annotations
@@ -18,8 +19,12 @@ from typing import Any
 
 import yaml
 
-from tests.conftest import Kubectl
-from tests.polling import wait_until
+from kube_transcode.ladder import DEFAULT_X264_PRESET
+from kube_transcode_devstack import release as chart
+from kube_transcode_devstack.layout import tools_bin
+from kube_transcode_devstack.stack import Stack
+from kube_transcode_devstack.waiting import wait_until
+from tests.harness.kube import Kubectl
 
 API_VERSION = "kubetranscode.io/v1alpha1"
 TERMINAL = frozenset({"Succeeded", "Failed"})
@@ -29,6 +34,41 @@ OPERATOR_PODS = "app.kubernetes.io/component=operator"
 WATCH_CATCH_UP_SECONDS = 15
 
 Job = dict[str, Any]
+
+# The release's fixed worker Deployment runs this many Pods during the e2e tests.
+WORKERS = 1
+# The worker's own x264 preset (KT_FFMPEG_PRESET's default): sources decode like its output.
+PRESET = DEFAULT_X264_PRESET
+
+
+def release_kubectl(stack: Stack) -> Kubectl:
+    return Kubectl(stack.layout.kubeconfig, chart.NAMESPACE, tools_bin())
+
+
+def ensure_ready(stack: Stack, deployment: str, replicas: int, timeout: str = "180s") -> None:
+    """The Deployment at `replicas`, each of them Ready."""
+    k = release_kubectl(stack)
+    current = k("get", deployment, "-o", "jsonpath={.spec.replicas}").strip()
+    if current != str(replicas):
+        k("scale", deployment, f"--replicas={replicas}")
+    k("rollout", "status", deployment, f"--timeout={timeout}")
+
+
+@dataclass(frozen=True)
+class Source:
+    url: str
+    path: Path  # the same bytes, locally
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Test pictures with a tone in the sources bucket, 640x360 H.264 + AAC."""
+
+    tiny: Source  # 2 s: the quickest job there is
+    medium: Source  # 12 s: FFmpeg runs for a second or more
+    long: Source  # 60 s: progress moves; keeps the one worker busy while a test acts
+    corrupt: Source  # not a video at all
+    missing: str  # an object that does not exist
 
 
 def ready_pods(k: Kubectl, selector: str) -> list[str]:
@@ -43,20 +83,6 @@ def ready_pods(k: Kubectl, selector: str) -> list[str]:
             for c in pod.get("status", {}).get("conditions", [])
         )
     ]
-
-
-def kubectl_run(
-    k: Kubectl, *args: str, input: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    """kubectl with its exit status and stderr apart (Kubectl merges them)."""
-    return subprocess.run(
-        [str(k.bin_dir / "kubectl"), "--kubeconfig", str(k.kubeconfig), "-n", k.namespace, *args],
-        input=input,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def transcode_job(
@@ -101,7 +127,7 @@ class Jobs:
         self.k("apply", "-f", "-", input=text)
 
     def get(self, name: str) -> Job | None:
-        proc = kubectl_run(self.k, "get", "transcodejob", name, "-o", "json", "--ignore-not-found")
+        proc = self.k.run("get", "transcodejob", name, "-o", "json", "--ignore-not-found")
         assert proc.returncode == 0, proc.stderr
         return json.loads(proc.stdout) if proc.stdout.strip() else None
 
@@ -251,24 +277,32 @@ def watching(k: Kubectl) -> Iterator[Watch]:
     # -o json, not a jsonpath template: kubectl 1.35 prints only the first object of a watch
     # with a {range} template, and aligns tab-separated fields with spaces.
     watch = Watch()
+    # -v=6 logs each request's response: the watch's own line says it is open, so nothing
+    # applied after the yield can be missed (kubectl lists first, then watches from there).
     process = subprocess.Popen(
-        [
-            str(k.bin_dir / "kubectl"), "--kubeconfig", str(k.kubeconfig), "-n", k.namespace,
-            "get", "transcodejobs", "--watch", "-o", "json",
-        ],
+        k.argv("get", "transcodejobs", "--watch", "-o", "json", "-v=6"),
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         text=True,
-    )  # fmt: skip
+    )
+    watching_since = threading.Event()
 
     def read() -> None:
         assert process.stdout is not None
         for document in json_stream(process.stdout):
             watch.record(document)
 
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    def read_log() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            if "watch=true" in line and '"200 OK"' in line:
+                watching_since.set()
+
+    readers = [threading.Thread(target=f, daemon=True) for f in (read, read_log)]
+    for reader in readers:
+        reader.start()
     try:
+        wait_until("kubectl's watch to be open", watching_since.is_set, WATCH_CATCH_UP_SECONDS)
         yield watch
     finally:
         # What happened last is often what the test asserts on: let the stream catch up.
@@ -280,55 +314,5 @@ def watching(k: Kubectl) -> Iterator[Watch]:
         )
         process.terminate()
         process.wait(timeout=10)
-        reader.join(timeout=5)
-
-
-# ------------------------------------------------------------------------------------ S3
-
-
-def s3_keys(s3: Any, bucket: str, prefix: str) -> list[str]:
-    keys: list[str] = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        keys += [item["Key"] for item in page.get("Contents", [])]
-    return keys
-
-
-def s3_delete_prefix(s3: Any, bucket: str, prefix: str) -> None:
-    keys = s3_keys(s3, bucket, prefix)
-    for start in range(0, len(keys), 1000):
-        batch = [{"Key": key} for key in keys[start : start + 1000]]
-        s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
-
-
-def s3_download(s3: Any, bucket: str, prefix: str, dest: Path) -> list[str]:
-    """Every object under prefix/ into dest (keys relative to the prefix); returns them."""
-    relative = []
-    for key in s3_keys(s3, bucket, f"{prefix}/"):
-        rel = key.removeprefix(f"{prefix}/")
-        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        s3.download_file(bucket, key, str(dest / rel))
-        relative.append(rel)
-    return sorted(relative)
-
-
-# ----------------------------------------------------------------------------- processes
-
-
-def ffmpeg_pids(uid: str) -> list[int]:
-    """FFmpeg processes working on the job with this uid (its scratch folder names the uid).
-
-    ffprobe reads the same folder: only programs named ffmpeg* count (the worker may run a
-    build such as imageio-ffmpeg's ffmpeg-linux-x86_64-v9.0.2).
-    """
-    proc = subprocess.run(
-        ["pgrep", "-f", f"job-{uid}-"], capture_output=True, text=True, check=False
-    )
-    pids = []
-    for pid in proc.stdout.split():
-        try:
-            argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0].decode()
-        except OSError:
-            continue  # gone meanwhile
-        if Path(argv0).name.startswith("ffmpeg"):
-            pids.append(int(pid))
-    return pids
+        for reader in readers:
+            reader.join(timeout=5)

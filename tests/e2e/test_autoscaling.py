@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pika
@@ -22,14 +21,12 @@ import pytest
 
 from kube_transcode.messages import dead_letter_name, job_queue_name
 from kube_transcode_devstack.stack import Stack
-from tests.conftest import Kubectl
-from tests.e2e.conftest import Sources, release_kubectl
-from tests.e2e.helpers import Jobs, transcode_job
-from tests.polling import wait_until
+from kube_transcode_devstack.waiting import wait_until
+from tests.e2e.helpers import Jobs, Sources, release_kubectl, transcode_job
+from tests.harness.kube import Kubectl, install_crd
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
 MAX_REPLICAS = 3
 COOLDOWN_SECONDS = 10
 BURST = 6
@@ -39,9 +36,7 @@ BURST_SECONDS = 240  # six tiny jobs on a loaded two-core machine, with room to 
 @pytest.fixture(scope="module")
 def pool_crd(release: Stack) -> None:
     """helm installs crds/ only on a first install: an older release may lack this one."""
-    k = release_kubectl(release)
-    k("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds" / "workerpools.yaml"))
-    k("wait", "--for=condition=Established", "--timeout=60s", "crd/workerpools.kubetranscode.io")
+    install_crd(release.layout.kubeconfig, "workerpools.yaml")
 
 
 @dataclass

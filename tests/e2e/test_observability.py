@@ -23,11 +23,10 @@ import requests
 from kube_transcode_devstack import release as chart
 from kube_transcode_devstack.prometheus import Prometheus
 from kube_transcode_devstack.stack import Stack
-from tests.conftest import Kubectl
-from tests.e2e.conftest import release_kubectl
-from tests.e2e.helpers import OPERATOR, WORKER, Jobs, transcode_job
-from tests.integration.media import ffmpeg
-from tests.polling import wait_until
+from kube_transcode_devstack.waiting import wait_until
+from tests.e2e.helpers import OPERATOR, WORKER, Jobs, release_kubectl, transcode_job
+from tests.harness.kube import Kubectl
+from tests.harness.media import make_source
 
 pytestmark = pytest.mark.e2e
 
@@ -84,12 +83,7 @@ def prometheus(release: Stack) -> Iterator[Prometheus]:
 def tiny_source(release: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A 3 s 426x240 clip with a tone in the sources bucket."""
     path = tmp_path_factory.mktemp("observability") / "tiny.mp4"
-    ffmpeg(
-        "-f", "lavfi", "-i", "testsrc2=size=426x240:rate=25:duration=3",
-        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=3",
-        "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
-        "-c:a", "aac", "-b:a", "48k", "-movflags", "+faststart", str(path),
-    )  # fmt: skip
+    make_source(path, width=426, height=240, seconds=3, fps="25", qp=None)
     key = f"observability/{path.name}"
     s3: Any = chart.s3_client(release)
     s3.upload_file(str(path), chart.SOURCES_BUCKET, key)

@@ -20,26 +20,25 @@ import yaml
 from kube_transcode.ladder import NAMED_RUNGS, HlsOptions, plan_ladder
 from kube_transcode_devstack import release as chart
 from kube_transcode_devstack.stack import Stack
+from kube_transcode_devstack.waiting import wait_until
 from kube_transcode_worker.hls import MASTER_PLAYLIST_NAME, parse_master_playlist
 from kube_transcode_worker.probe import probe_source
-from tests.e2e.conftest import Sources, release_kubectl
 from tests.e2e.helpers import (
     OPERATOR_PODS,
     TERMINAL,
     Jobs,
+    Sources,
     condition,
     event_count,
-    ffmpeg_pids,
-    kubectl_run,
     phase,
     ready_pods,
-    s3_download,
-    s3_keys,
+    release_kubectl,
     transcode_job,
     watching,
 )
-from tests.integration.media import check_ladder, check_media_playlist
-from tests.polling import wait_until
+from tests.harness.media import check_ladder, check_media_playlist
+from tests.harness.processes import ffmpeg_pids
+from tests.harness.storage import download_folder, object_keys
 
 pytestmark = pytest.mark.e2e
 
@@ -90,7 +89,7 @@ def test_a_job_goes_queued_running_succeeded_and_leaves_a_playable_ladder(
     assert "2 renditions at s3://" in wide
 
     # Every playlist the master names exists, and every segment each of them names.
-    keys = set(s3_keys(output_s3, BUCKET, f"{prefix}/"))
+    keys = set(object_keys(output_s3, BUCKET, f"{prefix}/"))
     master = parse_master_playlist(
         output_s3.get_object(Bucket=BUCKET, Key=f"{prefix}/{MASTER_PLAYLIST_NAME}")["Body"]
         .read()
@@ -99,7 +98,7 @@ def test_a_job_goes_queued_running_succeeded_and_leaves_a_playable_ladder(
     assert sorted(v.uri for v in master.variants) == ["240p/index.m3u8", "360p/index.m3u8"]
     for uri in [v.uri for v in master.variants] + [m["URI"] for m in master.media]:
         assert f"{prefix}/{uri}" in keys, uri
-    downloaded = s3_download(output_s3, BUCKET, prefix, tmp_path)
+    downloaded = download_folder(output_s3, BUCKET, prefix, tmp_path)
     for uri in [v.uri for v in master.variants] + [m["URI"] for m in master.media]:
         playlist = check_media_playlist(tmp_path / uri, 2, 0.1)
         folder = uri.rsplit("/", 1)[0]
@@ -214,7 +213,7 @@ def test_the_api_server_refuses_an_invalid_spec_with_a_readable_message(
     jobs: Jobs, spec: dict[str, Any], message: str
 ) -> None:
     manifest = {**transcode_job("bad", "s3://unused/x.mp4"), "spec": spec}
-    proc = kubectl_run(jobs.k, "apply", "-f", "-", input=yaml.safe_dump(manifest))
+    proc = jobs.k.run("apply", "-f", "-", input=yaml.safe_dump(manifest))
     assert proc.returncode != 0
     assert 'The TranscodeJob "bad" is invalid' in proc.stderr
     assert message in proc.stderr, proc.stderr
@@ -270,7 +269,7 @@ def test_a_transient_failure_is_retried_up_to_retry_attempts(jobs: Jobs, sources
 
         def kill_encoders_until_finished() -> bool:
             nonlocal kills
-            for pid in ffmpeg_pids(uid):
+            for pid in encoders_of(uid):
                 kill(pid)
                 kills += 1
             return phase(jobs.get("killed")) in TERMINAL
@@ -295,6 +294,11 @@ def test_a_transient_failure_is_retried_up_to_retry_attempts(jobs: Jobs, sources
     assert event_count(jobs.events("killed", "AttemptFailed")) == 1
 
 
+def encoders_of(uid: str) -> list[int]:
+    """The FFmpeg processes of the job with this uid: its scratch folder names the uid."""
+    return ffmpeg_pids(argument=f"job-{uid}-")
+
+
 def kill(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError):  # finished meanwhile
         os.kill(pid, signal.SIGKILL)
@@ -308,7 +312,7 @@ def test_deleting_a_running_job_stops_its_ffmpeg_and_removes_its_outputs(
     uid = jobs.require("doomed")["metadata"]["uid"]
     wait_until(
         "the job Running and its FFmpeg",
-        lambda: phase(jobs.get("doomed")) == "Running" and ffmpeg_pids(uid),
+        lambda: phase(jobs.get("doomed")) == "Running" and encoders_of(uid),
         JOB_SECONDS,
         jobs.table,
     )
@@ -318,15 +322,15 @@ def test_deleting_a_running_job_stops_its_ffmpeg_and_removes_its_outputs(
 
     started = time.monotonic()
     jobs.k("delete", "transcodejob", "doomed", "--wait=false")
-    wait_until("FFmpeg to stop", lambda: not ffmpeg_pids(uid), 10, jobs.table)
+    wait_until("FFmpeg to stop", lambda: not encoders_of(uid), 10, jobs.table)
     stopped = time.monotonic() - started
     jobs.wait_gone("doomed", 60)
     gone = time.monotonic() - started
-    assert s3_keys(output_s3, BUCKET, prefix) == []
+    assert object_keys(output_s3, BUCKET, prefix) == []
     # The worker is free at once: the next job does not wait for the deleted one's encode.
     job = jobs.wait_finished(["next"], JOB_SECONDS)["next"]
     assert phase(job) == "Succeeded", job["status"]
-    assert s3_keys(output_s3, BUCKET, prefix) == [], "the cancelled worker uploaded afterwards"
+    assert object_keys(output_s3, BUCKET, prefix) == [], "the cancelled worker uploaded afterwards"
     print(f"FFmpeg stopped {stopped:.1f}s and the job was gone {gone:.1f}s after kubectl delete")
     # Not the operator's cancel grace period (30 s): the worker confirmed it had stopped.
     assert gone < 25, f"deletion took {gone:.1f}s"

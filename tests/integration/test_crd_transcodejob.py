@@ -4,39 +4,15 @@ good ones stored with their defaults."""
 from __future__ import annotations
 
 import json
-import subprocess
-from pathlib import Path
 
 import pytest
 
-from kube_transcode_devstack.layout import tools_bin
-from kube_transcode_devstack.stack import Stack
-from tests.conftest import ROOT, Kubectl
+from tests.harness.kube import Kubectl
+
+# Re-exported (`as`) only for test_operator_flow, until it imports it from tests.harness.kube.
 
 # No operator may act on these jobs: they check what the API server alone does.
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("installed_operator_paused")]
-
-CRD = ROOT / "crds" / "transcodejobs.yaml"
-
-
-def install_crd(kubeconfig: Path) -> None:
-    kubectl = [str(tools_bin() / "kubectl"), "--kubeconfig", str(kubeconfig)]
-    subprocess.run(
-        [*kubectl, "apply", "--server-side", "--force-conflicts", "-f", str(CRD)],
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run(
-        [*kubectl, "wait", "--for=condition=Established", "--timeout=60s",
-         "crd/transcodejobs.kubetranscode.io"],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def crd(kube: Stack) -> None:
-    install_crd(kube.layout.kubeconfig)
 
 
 def job(name: str, spec: dict[str, object]) -> str:

@@ -12,7 +12,7 @@ from kube_transcode.ladder import HlsOptions, Rung
 from kube_transcode_worker.errors import PermanentJobError
 from kube_transcode_worker.probe import ProbeLimits, probe_source
 from kube_transcode_worker.transcode_local import TranscodeResult, transcode_file
-from tests.integration.media import (
+from tests.harness.media import (
     check_ladder,
     ffmpeg,
     make_audio_only,

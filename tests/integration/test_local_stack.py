@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from kube_transcode_devstack.stack import Stack
-from tests.conftest import Kubectl
-from tests.polling import wait_until
+from kube_transcode_devstack.waiting import wait_until
+from tests.harness.kube import Kubectl
 
 pytestmark = pytest.mark.integration
 

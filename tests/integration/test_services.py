@@ -7,7 +7,7 @@ from typing import Any
 import pika
 import pytest
 
-from tests.conftest import Vhost
+from tests.harness.broker import Vhost
 
 pytestmark = pytest.mark.integration
 

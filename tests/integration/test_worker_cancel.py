@@ -1,8 +1,8 @@
 """Cancelling: a JobCancel stops the running encode, a cancel marker drops queued work.
 
 Both as the operator does it (see kube_transcode.messages): the marker object in the output
-bucket, and the broadcast on the fanout control exchange. Workers run as processes, with the
-harness of test_worker_queue.
+bucket, and the broadcast on the fanout control exchange. Workers run as processes
+(tests.harness.worker).
 """
 
 from __future__ import annotations
@@ -27,26 +27,15 @@ from kube_transcode.messages import (
     now_utc,
 )
 from kube_transcode_devstack.services import RabbitMQ
+from kube_transcode_devstack.waiting import wait_until
 from kube_transcode_worker.encode import KILL_GRACE_SECONDS
-from tests.conftest import Vhost
-from tests.integration.media import make_source
-from tests.integration.test_worker_queue import (
-    QUEUE,
-    Broker,
-    Workers,
-    broker,
-    job_message,
-    object_exists,
-    object_keys,
-    queue_counts,
-    small_source,
-    upload_source,
-    workers,
-)
-from tests.polling import wait_until
+from tests.harness.broker import QUEUE, Broker, Vhost, queue_counts
+from tests.harness.media import make_source
+from tests.harness.processes import ffmpeg_pids
+from tests.harness.storage import object_exists, object_keys, upload_source
+from tests.harness.worker import Workers, job_message
 
 pytestmark = pytest.mark.integration
-__all__ = ["broker", "small_source", "workers"]  # fixtures shared with test_worker_queue
 
 
 @pytest.fixture(scope="module")
@@ -70,22 +59,6 @@ def broadcast(broker: Broker, cancel: JobCancel) -> None:
 def mark_cancelled(s3: Any, bucket: str, cancel: JobCancel) -> None:
     """What the operator writes, before broadcasting, for attempts still in the queue."""
     s3.put_object(Bucket=bucket, Key=cancelled_marker_key(cancel.job.uid), Body=encode(cancel))
-
-
-def ffmpeg_pids(group: int) -> list[int]:
-    """FFmpeg processes in a worker's process group (it runs in a session of its own)."""
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:  # the process is gone
-            continue
-        command, rest = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :]
-        # The bundled build's binary is named ffmpeg-linux-x86_64-v9.0.2 (comm: 15 chars).
-        is_ffmpeg = command.startswith("ffmpeg") and command != "ffprobe"
-        if is_ffmpeg and int(rest.split()[2]) == group:
-            pids.append(int(stat.parent.name))
-    return pids
 
 
 def transcoding(broker: Broker, message: JobMessage) -> bool:
@@ -116,13 +89,15 @@ def test_a_cancel_stops_the_running_encode_and_the_worker_serves_on(
     worker = workers.start(ffmpeg_preset="veryslow")
     broker.publish(message)
     wait_until("the encode to make progress", lambda: transcoding(broker, message), 60)
-    assert ffmpeg_pids(worker.process.pid), "FFmpeg is not running"
+    assert ffmpeg_pids(group=worker.process.pid), "FFmpeg is not running"
 
     sent = time.monotonic()
     broadcast(broker, cancel_of(message))
     # FFmpeg gets SIGTERM to flush its lookahead (seconds at veryslow), SIGKILL after the grace.
     gone = KILL_GRACE_SECONDS + 2
-    wait_until("FFmpeg to exit", lambda: not ffmpeg_pids(worker.process.pid), gone, interval=0.05)
+    wait_until(
+        "FFmpeg to exit", lambda: not ffmpeg_pids(group=worker.process.pid), gone, interval=0.05
+    )
     stop_seconds = time.monotonic() - sent
     failed = broker.event(message.job.uid, Phase.failed, timeout=10)
     assert failed.reason == CANCELLED_REASON
@@ -133,7 +108,7 @@ def test_a_cancel_stops_the_running_encode_and_the_worker_serves_on(
     broker.publish(following)
     assert broker.event(following.job.uid, Phase.succeeded, timeout=90).worker == worker.name
     # The next job's success is later than any upload the cancelled one could have made.
-    assert object_keys(s3, bucket, message.output.prefix) == []
+    assert object_keys(s3, bucket, f"{message.output.prefix}/") == []
     assert broker.phases(message.job.uid).count(Phase.failed) == 1
     assert Phase.succeeded not in broker.phases(message.job.uid)
     assert worker.process.poll() is None and "Traceback" not in worker.log()
@@ -166,7 +141,7 @@ def test_queued_work_of_a_cancelled_generation_is_dropped_and_newer_work_runs(
     assert done.job.generation == 2
     dropped = [e for e in broker.events if e.job == old.job]
     assert [(e.phase, e.reason) for e in dropped] == [(Phase.failed, CANCELLED_REASON)]
-    assert object_keys(s3, bucket, old.output.prefix) == []
+    assert object_keys(s3, bucket, f"{old.output.prefix}/") == []
     assert_settled_for_good(broker, rabbitmq, vhost)
 
 
@@ -185,7 +160,7 @@ def test_a_marker_found_before_the_master_playlist_keeps_it_unwritten(
     broker.publish(message)
     broker.event(message.job.uid, Phase.transcoding)
     mark_cancelled(s3, bucket, cancel_of(message))  # and no broadcast
-    assert ffmpeg_pids(worker.process.pid), "the encode ended before the marker was written"
+    assert ffmpeg_pids(group=worker.process.pid), "the encode ended before the marker was written"
 
     failed = broker.event(message.job.uid, Phase.failed, timeout=90)
     assert failed.reason == CANCELLED_REASON

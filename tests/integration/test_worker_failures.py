@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import http.server
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,21 +17,14 @@ from kube_transcode.messages import (
     Phase,
     decode_job,
 )
-from tests.integration.media import make_audio_only, make_source
-from tests.integration.test_worker_queue import (
-    QUEUE,
-    Broker,
-    Workers,
-    broker,
-    job_message,
-    small_source,
-    upload_source,
-    workers,
-)
-from tests.polling import wait_until
+from kube_transcode_devstack.waiting import wait_until
+from tests.harness.broker import QUEUE, Broker
+from tests.harness.http_stub import Reply, StubServer
+from tests.harness.media import make_audio_only, make_source
+from tests.harness.storage import upload_source
+from tests.harness.worker import Workers, job_message
 
 pytestmark = pytest.mark.integration
-__all__ = ["broker", "small_source", "workers"]  # fixtures shared with test_worker_queue
 
 
 def test_sigterm_mid_encode_requeues_quickly_with_the_same_attempt(
@@ -67,35 +58,10 @@ def test_sigterm_mid_encode_requeues_quickly_with_the_same_attempt(
     print(f"SIGTERM to exit: {stop_seconds:.2f} s")
 
 
-class _Server:
-    """A loopback HTTP server with fixed answers per path."""
-
-    def __init__(self, routes: dict[str, tuple[int, bytes]]) -> None:
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                status, body = routes.get(self.path, (404, b"not found"))
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def flaky_server() -> Iterator[_Server]:
-    server = _Server({"/busy.mp4": (503, b"try later")})
-    yield server
-    server.close()
+def flaky_server() -> Iterator[StubServer]:
+    with StubServer({"/busy.mp4": Reply(503, b"try later")}) as server:
+        yield server
 
 
 def test_each_bad_job_is_dead_lettered_with_a_reason_and_the_worker_keeps_serving(
@@ -137,7 +103,7 @@ def test_each_bad_job_is_dead_lettered_with_a_reason_and_the_worker_keeps_servin
 
 
 def test_transient_source_failure_is_retried_then_dead_lettered(
-    workers: Workers, broker: Broker, bucket: str, flaky_server: _Server
+    workers: Workers, broker: Broker, bucket: str, flaky_server: StubServer
 ) -> None:
     message = job_message(bucket, f"{flaky_server.base}/busy.mp4", max_attempts=3)
     workers.start(allowed_source_networks="127.0.0.0/8", allow_http_sources="true")

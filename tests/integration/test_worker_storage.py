@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.client
-import http.server
 import threading
 from collections.abc import Iterator
 from ipaddress import ip_network
@@ -18,58 +17,41 @@ from kube_transcode_devstack.services import MinIO
 from kube_transcode_worker.errors import PermanentJobError, TransientJobError
 from kube_transcode_worker.fetch import HttpFetcher, S3Fetcher
 from kube_transcode_worker.store import LadderStore
+from tests.harness.http_stub import Reply, Request, StubServer
+from tests.harness.storage import object_keys
 
 pytestmark = pytest.mark.integration
 
 PAYLOAD = bytes(range(256)) * 400  # 100 KiB
+# An origin on 127.0.0.1: a file, a redirect elsewhere, an error.
+ORIGIN_ROUTES = {
+    "/video.mp4": Reply(200, PAYLOAD),
+    "/to-self": Reply(302, headers={"Location": "/video.mp4"}),
+    "/to-other-loopback": Reply(302, headers={"Location": "http://127.0.0.2:9/video.mp4"}),
+    "/to-metadata": Reply(301, headers={"Location": "http://169.254.169.254/latest/"}),
+    "/gone": Reply(404, b"no"),
+    "/busy": Reply(503, b"later"),
+}
 
 
-class _Origin:
-    """A plain http.server on 127.0.0.1: a file, a redirect elsewhere, an error."""
+class Origin(StubServer):
+    """Reached by the name localhost, so a fetcher must resolve it and vet the address."""
 
     def __init__(self) -> None:
-        routes: dict[str, tuple[int, dict[str, str], bytes]] = {
-            "/video.mp4": (200, {}, PAYLOAD),
-            "/to-self": (302, {"Location": "/video.mp4"}, b""),
-            "/to-other-loopback": (302, {"Location": "http://127.0.0.2:9/video.mp4"}, b""),
-            "/to-metadata": (301, {"Location": "http://169.254.169.254/latest/"}, b""),
-            "/gone": (404, {}, b"no"),
-            "/busy": (503, {}, b"later"),
-        }
-        self.requests: list[str] = []
-        requests = self.requests
+        super().__init__(ORIGIN_ROUTES)
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                requests.append(f"{self.headers['Host']} {self.path}")
-                status, headers, body = routes.get(self.path, (404, {}, b""))
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+    def url(self, path: str, host: str = "localhost") -> str:
+        return super().url(path, host)
 
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def url(self, path: str) -> str:
-        return f"http://localhost:{self.port}{path}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def asked(self) -> list[str]:
+        """Every request as "host path", the host as the client named it."""
+        return [f"{request.host} {request.path}" for request in self.requests]
 
 
 @pytest.fixture
-def origin() -> Iterator[_Origin]:
-    server = _Origin()
-    yield server
-    server.close()
+def origin() -> Iterator[Origin]:
+    with Origin() as server:
+        yield server
 
 
 def fetcher(*networks: str, max_bytes: int = 10**6) -> HttpFetcher:
@@ -83,25 +65,25 @@ def fetcher(*networks: str, max_bytes: int = 10**6) -> HttpFetcher:
 
 
 def test_loopback_source_is_refused_by_default_and_never_contacted(
-    origin: _Origin, tmp_path: Path
+    origin: Origin, tmp_path: Path
 ) -> None:
     with pytest.raises(PermanentJobError) as caught:
         fetcher().fetch(origin.url("/video.mp4"), tmp_path / "src", threading.Event())
     assert caught.value.reason == "ForbiddenSourceAddress"
     assert "loopback" in caught.value.message
-    assert origin.requests == []
+    assert origin.asked() == []
     assert not (tmp_path / "src").exists()
 
 
 def test_loopback_source_is_fetched_when_its_network_is_allowed(
-    origin: _Origin, tmp_path: Path
+    origin: Origin, tmp_path: Path
 ) -> None:
     dest = tmp_path / "src"
     size = fetcher("127.0.0.0/8").fetch(origin.url("/to-self"), dest, threading.Event())
     assert size == len(PAYLOAD) and dest.read_bytes() == PAYLOAD
     # Connected to the vetted address, asked with the name the user gave.
     host = f"localhost:{origin.port}"
-    assert origin.requests == [f"{host} /to-self", f"{host} /video.mp4"]
+    assert origin.asked() == [f"{host} /to-self", f"{host} /video.mp4"]
 
 
 @pytest.mark.parametrize(
@@ -109,16 +91,16 @@ def test_loopback_source_is_fetched_when_its_network_is_allowed(
     [("/to-other-loopback", "loopback"), ("/to-metadata", "cloud metadata service")],
 )
 def test_redirect_to_a_forbidden_address_is_refused(
-    origin: _Origin, tmp_path: Path, path: str, why: str
+    origin: Origin, tmp_path: Path, path: str, why: str
 ) -> None:
     with pytest.raises(PermanentJobError) as caught:
         fetcher("127.0.0.1/32").fetch(origin.url(path), tmp_path / "src", threading.Event())
     assert caught.value.reason == "ForbiddenSourceAddress" and why in caught.value.message
-    assert origin.requests == [f"localhost:{origin.port} {path}"]
+    assert origin.asked() == [f"localhost:{origin.port} {path}"]
 
 
 def test_http_errors_and_size_limit_map_to_permanent_or_transient(
-    origin: _Origin, tmp_path: Path
+    origin: Origin, tmp_path: Path
 ) -> None:
     cancel = threading.Event()
     with pytest.raises(PermanentJobError, match="SourceNotFound"):
@@ -158,11 +140,6 @@ def make_ladder(folder: Path, renditions: list[str], segments: int) -> Path:
     return folder
 
 
-def keys_under(s3: Any, bucket: str, prefix: str) -> list[str]:
-    listed = s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
-    return sorted(o["Key"] for o in listed.get("Contents", []))
-
-
 def test_store_publishes_with_types_and_a_rerun_leaves_no_orphans(
     s3: Any, bucket: str, tmp_path: Path
 ) -> None:
@@ -180,7 +157,7 @@ def test_store_publishes_with_types_and_a_rerun_leaves_no_orphans(
 
     second = make_ladder(tmp_path / "two", ["360p"], segments=2)
     result = store.publish(second, bucket, "job/a", threading.Event())
-    assert keys_under(s3, bucket, "job/a/") == [
+    assert object_keys(s3, bucket, "job/a/") == [
         "job/a/360p/index.m3u8",
         "job/a/360p/seg_00000.ts",
         "job/a/360p/seg_00001.ts",
@@ -188,94 +165,47 @@ def test_store_publishes_with_types_and_a_rerun_leaves_no_orphans(
     ]
     assert len(result.removed) == 5  # 720p's four objects and 360p's third segment
     # Neighbours that merely share the prefix's characters are not the job's.
-    assert keys_under(s3, bucket, "job/a-sibling/") == ["job/a-sibling/keep.txt"]
-    assert keys_under(s3, bucket, "jobs-other/") == ["jobs-other/keep.txt"]
+    assert object_keys(s3, bucket, "job/a-sibling/") == ["job/a-sibling/keep.txt"]
+    assert object_keys(s3, bucket, "jobs-other/") == ["jobs-other/keep.txt"]
 
 
-class _FlakyProxy:
+class FlakyProxy(StubServer):
     """Forwards to MinIO but answers the first PUT of every key with 503 Slow Down."""
 
     def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
         self.failed: list[str] = []
         self.puts: list[str] = []
-        failed, puts = self.failed, self.puts
-        lock = threading.Lock()
+        self._lock = threading.Lock()
+        super().__init__(respond=self._respond)
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _forward(self) -> None:
-                body = self._body()
-                path = self.path.split("?", 1)[0]
-                if self.command == "PUT":
-                    with lock:
-                        first = path not in failed
-                        if first:
-                            failed.append(path)
-                        else:
-                            puts.append(path)
-                    if first:
-                        self._reply(503, {}, b"<Error><Code>SlowDown</Code></Error>")
-                        return
-                upstream = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=30)
-                headers = {
-                    k: v for k, v in self.headers.items() if k.lower() != "transfer-encoding"
-                }
-                if body or self.command in ("PUT", "POST"):
-                    headers["Content-Length"] = str(len(body))
-                upstream.request(self.command, self.path, body=body, headers=headers)
-                response = upstream.getresponse()
-                data = response.read()
-                reply_headers = {
-                    k: v for k, v in response.getheaders() if k.lower() != "transfer-encoding"
-                }
-                self._reply(response.status, reply_headers, data)
-                upstream.close()
-
-            def _body(self) -> bytes:
-                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                    chunks: list[bytes] = []
-                    while True:
-                        size = int(self.rfile.readline().split(b";")[0], 16)
-                        chunk = self.rfile.read(size)
-                        self.rfile.readline()
-                        if size == 0:
-                            return b"".join(chunks)
-                        chunks.append(chunk)
-                return self.rfile.read(int(self.headers.get("Content-Length", 0)))
-
-            def _reply(self, status: int, headers: dict[str, str], body: bytes) -> None:
-                self.send_response(status)
-                for name, value in headers.items():
-                    if name.lower() != "content-length":
-                        self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
-
-            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward  # noqa: N815
-
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def _respond(self, request: Request) -> Reply:
+        path = request.path.split("?", 1)[0]
+        if request.method == "PUT":
+            with self._lock:
+                first = path not in self.failed
+                (self.failed if first else self.puts).append(path)
+            if first:
+                return Reply(503, b"<Error><Code>SlowDown</Code></Error>")
+        upstream = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=30)
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "transfer-encoding"}
+        if request.body or request.method in ("PUT", "POST"):
+            headers["Content-Length"] = str(len(request.body))
+        upstream.request(request.method, request.path, body=request.body, headers=headers)
+        response = upstream.getresponse()
+        reply = Reply(response.status, response.read(), dict(response.getheaders()))
+        upstream.close()
+        return reply
 
 
 def test_transient_s3_failures_are_retried(
     minio: MinIO, s3: Any, bucket: str, tmp_path: Path
 ) -> None:
-    proxy = _FlakyProxy(int(minio.endpoint.rsplit(":", 1)[1]))
+    proxy = FlakyProxy(int(minio.endpoint.rsplit(":", 1)[1]))
     try:
         client = boto3.client(
             "s3",
-            endpoint_url=proxy.endpoint,
+            endpoint_url=proxy.base,
             aws_access_key_id=minio.creds.s3_access_key,
             aws_secret_access_key=minio.creds.s3_secret_key,
             region_name="us-east-1",
@@ -288,6 +218,6 @@ def test_transient_s3_failures_are_retried(
         proxy.close()
     assert len(proxy.failed) == 6  # every object was refused once ...
     assert sorted(proxy.puts) == sorted(proxy.failed)  # ... and stored on the next try
-    assert keys_under(s3, bucket, "flaky/job/") == sorted(result.keys)
+    assert object_keys(s3, bucket, "flaky/job/") == sorted(result.keys)
     got = s3.get_object(Bucket=bucket, Key="flaky/job/240p/seg_00003.ts")["Body"].read()
     assert got == b"240p3" * 100

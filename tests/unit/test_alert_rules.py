@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from kube_transcode_devstack.layout import tools_bin
-from tests.conftest import ROOT
+from tests.harness import ROOT
 
 pytestmark = pytest.mark.unit
 

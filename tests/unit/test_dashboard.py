@@ -13,7 +13,7 @@ import yaml
 
 from kube_transcode import metric_names
 from kube_transcode_devstack.layout import tools_bin
-from tests.conftest import ROOT
+from tests.harness import ROOT
 
 pytestmark = pytest.mark.unit
 

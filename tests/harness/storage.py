@@ -1,0 +1,73 @@
+"""Objects in S3 (MinIO here) as tests put, list, remove and read them; a stored ladder checked
+the way a player reads it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from kube_transcode_worker.hls import parse_master_playlist, parse_media_playlist
+
+
+def upload_source(s3: Any, bucket: str, path: Path, key: str | None = None) -> str:
+    key = key or f"sources/{path.name}"
+    s3.upload_file(str(path), bucket, key)
+    return f"s3://{bucket}/{key}"
+
+
+def object_keys(s3: Any, bucket: str, prefix: str) -> list[str]:
+    """Every key that starts with prefix, sorted (give a folder as "name/")."""
+    keys: list[str] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys.extend(o["Key"] for o in page.get("Contents", []))
+    return sorted(keys)
+
+
+def object_exists(s3: Any, bucket: str, key: str) -> bool:
+    return bool(s3.list_objects_v2(Bucket=bucket, Prefix=key).get("KeyCount", 0))
+
+
+def delete_objects(s3: Any, bucket: str, prefix: str) -> None:
+    """Every object whose key starts with prefix ("" for the whole bucket)."""
+    keys = object_keys(s3, bucket, prefix)
+    for start in range(0, len(keys), 1000):
+        batch = [{"Key": key} for key in keys[start : start + 1000]]
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+
+
+def download_folder(s3: Any, bucket: str, prefix: str, dest: Path) -> list[str]:
+    """Every object under prefix/ into dest (keys relative to the prefix); returns them."""
+    relative = []
+    for key in object_keys(s3, bucket, f"{prefix}/"):
+        rel = key.removeprefix(f"{prefix}/")
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file(bucket, key, str(dest / rel))
+        relative.append(rel)
+    return sorted(relative)
+
+
+def check_stored_ladder(s3: Any, bucket: str, prefix: str) -> list[str]:
+    """What a player does: master, every variant's playlist, every segment; returns the keys."""
+    keys = object_keys(s3, bucket, f"{prefix}/")
+
+    def text(key: str) -> str:
+        got = s3.get_object(Bucket=bucket, Key=key)
+        assert got["ContentType"] == "application/vnd.apple.mpegurl", key
+        return str(got["Body"].read().decode())
+
+    master = parse_master_playlist(text(f"{prefix}/master.m3u8"))
+    uris = [v.uri for v in master.variants] + [m["URI"] for m in master.media]
+    assert len(master.variants) == 2
+    referenced = {f"{prefix}/master.m3u8"}
+    for uri in uris:
+        referenced.add(f"{prefix}/{uri}")
+        playlist = parse_media_playlist(text(f"{prefix}/{uri}"))
+        assert playlist.ended and playlist.segments
+        folder = uri.rsplit("/", 1)[0]
+        for segment in playlist.segments:
+            key = f"{prefix}/{folder}/{segment.uri}"
+            head = s3.head_object(Bucket=bucket, Key=key)
+            assert head["ContentType"] == "video/mp2t" and head["ContentLength"] > 0
+            referenced.add(key)
+    assert set(keys) == referenced, "objects the ladder does not name, or names and lacks"
+    return keys
