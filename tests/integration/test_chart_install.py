@@ -11,7 +11,8 @@ import yaml
 
 from kube_transcode_devstack.layout import tools_bin
 from kube_transcode_devstack.stack import Stack
-from tests.conftest import ROOT, Kubectl
+from tests.harness import ROOT
+from tests.harness.kube import Kubectl
 
 pytestmark = pytest.mark.integration
 
@@ -98,3 +99,57 @@ def test_kind_values_use_the_images_kind_up_builds_and_pass_a_server_dry_run(
         doc["metadata"]["namespace"] = namespace.namespace
     out = namespace("apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump_all(services))
     assert "deployment.apps/rabbitmq created (server dry run)" in out
+
+
+def _pod_specs(rendered: str) -> dict[str, dict[str, object]]:
+    """Deployment name -> its Pod spec; the WorkerPools' default template by its ConfigMap."""
+    specs: dict[str, dict[str, object]] = {}
+    for doc in yaml.safe_load_all(rendered):
+        if doc and doc["kind"] == "Deployment":
+            specs[doc["metadata"]["name"]] = doc["spec"]["template"]["spec"]
+        if doc and doc["kind"] == "ConfigMap" and "template.json" in doc.get("data", {}):
+            specs["pool-template"] = yaml.safe_load(doc["data"]["template.json"])["spec"]
+    return specs
+
+
+def test_the_operator_outranks_its_workers_by_default_and_classes_can_be_renamed_or_brought(
+    kube: Stack, namespace: Kubectl
+) -> None:
+    base = ["--namespace", namespace.namespace, "--set", "rabbitmq.url=amqp://u:p@rabbit:5672/"]
+    rendered = helm("template", "kt", str(CHART), *base)
+    classes = {
+        doc["metadata"]["name"]: doc
+        for doc in yaml.safe_load_all(rendered)
+        if doc and doc["kind"] == "PriorityClass"
+    }
+    operator, worker = classes["kt-kube-transcode-operator"], classes["kt-kube-transcode-worker"]
+    assert operator["value"] > 0 > worker["value"]
+    assert (operator["preemptionPolicy"], worker["preemptionPolicy"]) == (
+        "PreemptLowerPriority",
+        "Never",
+    )
+    specs = _pod_specs(rendered)
+    assert specs["kt-kube-transcode-operator"]["priorityClassName"] == "kt-kube-transcode-operator"
+    for name in ("kt-kube-transcode-worker-default", "pool-template"):
+        assert specs[name]["priorityClassName"] == "kt-kube-transcode-worker", name
+    out = namespace("apply", "--dry-run=server", "-f", "-", input=rendered)
+    assert "priorityclass.scheduling.k8s.io/kt-kube-transcode-operator" in out
+
+    renamed = helm(
+        "template", "kt", str(CHART), *base,
+        "--set", "priorityClasses.operator.name=video-control",
+        "--set", "priorityClasses.worker.name=video-batch",
+    )  # fmt: skip
+    specs = _pod_specs(renamed)
+    assert specs["kt-kube-transcode-operator"]["priorityClassName"] == "video-control"
+    assert specs["kt-kube-transcode-worker-default"]["priorityClassName"] == "video-batch"
+
+    own = helm(
+        "template", "kt", str(CHART), *base,
+        "--set", "priorityClasses.create=false",
+        "--set", "operator.priorityClassName=platform-critical",
+    )  # fmt: skip
+    assert "kind: PriorityClass" not in own
+    specs = _pod_specs(own)
+    assert specs["kt-kube-transcode-operator"]["priorityClassName"] == "platform-critical"
+    assert "priorityClassName" not in specs["kt-kube-transcode-worker-default"]

@@ -47,6 +47,26 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s-worker-%s" (include "kube-transcode.fullname" .) .Values.worker.pool | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{/*
+The PriorityClass of the operator and of the workers: the one named in values, else the
+chart's own when priorityClasses.create, else none.
+*/}}
+{{- define "kube-transcode.operatorPriorityClass" -}}
+{{- if .Values.operator.priorityClassName }}
+{{- .Values.operator.priorityClassName }}
+{{- else if .Values.priorityClasses.create }}
+{{- default (printf "%s-operator" (include "kube-transcode.fullname" .)) .Values.priorityClasses.operator.name }}
+{{- end }}
+{{- end }}
+
+{{- define "kube-transcode.workerPriorityClass" -}}
+{{- if .Values.worker.priorityClassName }}
+{{- .Values.worker.priorityClassName }}
+{{- else if .Values.priorityClasses.create }}
+{{- default (printf "%s-worker" (include "kube-transcode.fullname" .)) .Values.priorityClasses.worker.name }}
+{{- end }}
+{{- end }}
+
 {{/* repository:tag, the tag defaulting to the chart's appVersion; pass the image values and the root. */}}
 {{- define "kube-transcode.image" -}}
 {{- printf "%s:%s" .image.repository (default .ctx.Chart.AppVersion .image.tag) }}

@@ -11,6 +11,9 @@ Pass a dict with "ctx" (the root context) and "queue" (empty: no KT_QUEUE).
 automountServiceAccountToken: false
 enableServiceLinks: false
 terminationGracePeriodSeconds: {{ $w.terminationGracePeriodSeconds }}
+{{- with (include "kube-transcode.workerPriorityClass" $ctx) }}
+priorityClassName: {{ . }}
+{{- end }}
 {{- with $ctx.Values.imagePullSecrets }}
 imagePullSecrets:
   {{- toYaml . | nindent 2 }}
