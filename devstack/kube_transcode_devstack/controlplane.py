@@ -12,7 +12,7 @@ import yaml
 from .layout import Layout, Ports, tools_bin
 from .pki import Pki
 from .processes import Managed
-from .waiting import wait_for
+from .waiting import wait_until
 
 SERVICE_CIDR = "10.96.0.0/16"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
@@ -72,11 +72,12 @@ class ControlPlane:
                 "--log-level=warn",
             ]
         )
-        wait_for(
+        wait_until(
             "etcd",
             lambda: _http_ok(f"http://127.0.0.1:{p.etcd_client}/health"),
             30,
-            on_timeout_hint=f"see {etcd.log_file}",
+            detail=lambda: f"see {etcd.log_file}",
+            retry_on=(Exception,),
             alive=etcd.running,
         )
 
@@ -102,6 +103,9 @@ class ControlPlane:
                 f"--service-account-signing-key-file={pki.sa_key}",
                 f"--kubelet-client-certificate={pki.cert('apiserver-kubelet-client')}",
                 f"--kubelet-client-key={pki.key('apiserver-kubelet-client')}",
+                # The node agent's Nodes: dial 127.0.0.1, verify their serving certificates.
+                "--kubelet-preferred-address-types=InternalIP,Hostname",
+                f"--kubelet-certificate-authority={pki.ca_cert}",
                 # Aggregation-layer settings: without them every component logs a missing CA.
                 f"--requestheader-client-ca-file={pki.ca_cert}",
                 "--requestheader-allowed-names=front-proxy-client",
@@ -114,11 +118,12 @@ class ControlPlane:
                 "--v=1",
             ]
         )
-        wait_for(
+        wait_until(
             "kube-apiserver",
             self._apiserver_ready,
             90,
-            on_timeout_hint=f"see {api.log_file}",
+            detail=lambda: f"see {api.log_file}",
+            retry_on=(Exception,),
             alive=api.running,
         )
 
@@ -160,7 +165,7 @@ class ControlPlane:
         )
 
     def wait_ready(self, timeout: float = 90) -> None:
-        wait_for("kube-apiserver", self._apiserver_ready, timeout)
+        wait_until("kube-apiserver", self._apiserver_ready, timeout, retry_on=(Exception,))
 
     def _apiserver_ready(self) -> bool:
         ctx = ssl.create_default_context(cafile=str(self.pki.ca_cert))

@@ -27,6 +27,7 @@ class Ports:
     apiserver: int = 16443
     controller_manager: int = 20257
     scheduler: int = 20259
+    kubelet: int = 20250  # the node agent's logs endpoint: one port per node from here
     amqp: int = 25673
     rabbit_management: int = 25674
     rabbit_dist: int = 25675

@@ -94,6 +94,18 @@ class Pki:
         self._issue("apiserver-kubelet-client", "kube-apiserver-kubelet-client", [])
         self._issue("front-proxy-client", "front-proxy-client", [])
 
+    def ensure_kubelet_serving(self, node: str) -> None:
+        """The serving certificate of ``node``'s kubelet API (the node agent's container logs):
+        ``kubelet-<node>.crt``, for 127.0.0.1 and the node's name, as a kubelet's would be."""
+        self._issue(
+            f"kubelet-{node}",
+            f"system:node:{node}",
+            ["system:nodes"],
+            server=True,
+            dns=[node],
+            ips=["127.0.0.1"],
+        )
+
     def _issue(
         self,
         name: str,

@@ -15,7 +15,7 @@ from .credentials import Credentials
 from .layout import Layout, Ports, tools_bin
 from .processes import Managed
 from .services import MinIO, RabbitMQ
-from .waiting import wait_for
+from .waiting import wait_until
 
 NODES = ("spot-1:spot", "ondemand-1:ondemand")
 
@@ -65,6 +65,7 @@ class Stack:
         self.control_plane.down()
 
     def start_node_agent(self) -> None:
+        pki = self.control_plane.pki
         argv = [
             sys.executable,
             "-m",
@@ -73,8 +74,16 @@ class Stack:
             str(self.control_plane.kubeconfig_for("node-agent")),
             "--state",
             str(self.layout.state / "node-agent"),
+            # kubectl logs: the apiserver presents a certificate of the same CA.
+            "--tls-cert-dir",
+            str(pki.folder),
+            "--client-ca-file",
+            str(pki.ca_cert),
+            "--kubelet-port",
+            str(self.ports.kubelet),
         ]
         for node in NODES:
+            pki.ensure_kubelet_serving(node.split(":")[0])
             argv += ["--node", node]
         self.node_agent.start(argv, env={"PATH": self._path()})
 
@@ -105,11 +114,12 @@ class Stack:
 
     def wait_nodes_ready(self, timeout: float = 60) -> None:
         names = [n.split(":")[0] for n in NODES]
-        wait_for(
+        wait_until(
             f"nodes {', '.join(names)}",
             lambda: all(self._node_ready(n) for n in names),
             timeout,
-            on_timeout_hint=f"see {self.node_agent.log_file}",
+            detail=lambda: f"see {self.node_agent.log_file}",
+            retry_on=(Exception,),
             alive=self.node_agent.running,
         )
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from kube_transcode_devstack.nodeagent.envresolve import ConfigError
+from kube_transcode_devstack.nodeagent.logfile import NoLogError, decode_complete
 from kube_transcode_devstack.nodeagent.process import (
     kill_leftovers,
     pid_files_under,
@@ -19,6 +20,7 @@ from kube_transcode_devstack.nodeagent.process import (
     session_members,
 )
 from kube_transcode_devstack.nodeagent.runtime import PodRuntime, RuntimeConfig
+from kube_transcode_devstack.waiting import wait_until
 
 pytestmark = pytest.mark.unit
 
@@ -86,15 +88,24 @@ def runtime(tmp_path: Path, host: FakeHost, pod: dict[str, Any]) -> PodRuntime:
 def drive(
     rt: PodRuntime, until: Callable[[dict[str, Any]], bool], timeout: float = 10
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
+    """Tick the pod until its status satisfies `until`; that status."""
+    last: dict[str, Any] = {}
+
+    def ticked() -> dict[str, Any] | None:
         rt.tick(time.monotonic())
-        status = rt.status()
-        if until(status):
-            return status
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out; last status: {status}")
-        time.sleep(0.05)
+        last["status"] = status = rt.status()
+        return status if until(status) else None
+
+    def shown() -> str:
+        return f"last status: {last.get('status')}"
+
+    return wait_until("the pod's status", ticked, timeout, shown, interval=0.05)
+
+
+def log_text(path: Path) -> str:
+    """A container log as the container wrote it (the file stamps every line)."""
+    records, _ = decode_complete(path.read_bytes())
+    return b"".join(r.output() for r in records).decode()
 
 
 def sh(name: str, script: str, **extra: Any) -> dict[str, Any]:
@@ -126,8 +137,8 @@ def test_init_then_main_never_succeeds_with_logs_and_env(tmp_path: Path, host: F
     main = status["containerStatuses"][0]
     assert main["state"]["terminated"]["exitCode"] == 0
     assert main["ready"] is False
-    assert (rt.dir / "main.log").read_text() == "main hi 127.77.0.9\none\n"
-    assert (rt.dir / "second.log").read_text() == "two\n"
+    assert log_text(rt.dir / "main.log") == "main hi 127.77.0.9\none\n"
+    assert log_text(rt.dir / "second.log") == "two\n"
     assert not list(rt.dir.glob("*.pid"))
     ready = {c["type"]: c for c in status["conditions"]}["Ready"]
     assert ready["status"] == "False" and ready["reason"] == "PodCompleted"
@@ -145,7 +156,7 @@ def test_failing_init_with_never_fails_the_pod(tmp_path: Path, host: FakeHost) -
 
 
 def test_crash_loop_back_off_and_restart_counts(tmp_path: Path, host: FakeHost) -> None:
-    rt = runtime(tmp_path, host, make_pod("crash", [sh("c", "echo boom; exit 3")]))
+    rt = runtime(tmp_path, host, make_pod("crash", [sh("c", "echo boom $$$$; exit 3")]))
     seen_backoff = drive(
         rt,
         lambda s: (
@@ -157,9 +168,21 @@ def test_crash_loop_back_off_and_restart_counts(tmp_path: Path, host: FakeHost) 
     assert c["lastState"]["terminated"]["exitCode"] == 3
     assert c["lastState"]["terminated"]["reason"] == "Error"
     assert seen_backoff["phase"] == "Running"
-    status = drive(rt, lambda s: s["containerStatuses"][0]["restartCount"] >= 3)
+    # Between two instances (no tick restarts it while the logs are read).
+    status = drive(
+        rt,
+        lambda s: (
+            s["containerStatuses"][0]["restartCount"] >= 3
+            and "waiting" in s["containerStatuses"][0]["state"]
+        ),
+    )
     assert status["phase"] == "Running"
-    assert (rt.dir / "c.log").read_text().count("boom") >= 3  # appended across restarts
+    # Each instance logs afresh; the one before is kept for kubectl logs --previous.
+    current = log_text(rt.container_log("c", previous=False).path)
+    previous = log_text(rt.container_log("c", previous=True).path)
+    assert current.startswith("boom") and previous.startswith("boom") and current != previous
+    with pytest.raises(NoLogError, match='container "nope" not found in pod "crash"'):
+        rt.container_log("nope", previous=False)
 
 
 def test_on_failure_restarts_until_success(tmp_path: Path, host: FakeHost) -> None:
@@ -220,7 +243,7 @@ def test_readiness_probe_and_service_account(tmp_path: Path, host: FakeHost) -> 
     assert (sa / "token").read_text() == "tok-123"
     assert (sa / "ca.crt").read_bytes() == b"CA"
     assert (sa / "namespace").read_text() == "ns"
-    assert (rt.dir / "c.log").read_text().startswith(f"{sa} 127.0.0.1:16443")
+    assert log_text(rt.dir / "c.log").startswith(f"{sa} 127.0.0.1:16443")
     rt.terminate(1)
 
 
@@ -248,16 +271,20 @@ def test_liveness_failure_restarts(tmp_path: Path, host: FakeHost) -> None:
 
 
 def test_terminate_honours_grace_then_kills(tmp_path: Path, host: FakeHost) -> None:
-    polite = sh("polite", 'trap "echo term; exit 0" TERM; while :; do sleep 0.1; done')
+    # Each shell leaves a file once its trap is set: SIGTERM before that would just kill it.
+    polite = sh(
+        "polite", 'trap "echo term; exit 0" TERM; touch polite.trapped; while :; do sleep 0.1; done'
+    )
     stubborn = sh(
         "stubborn",
-        'trap "echo ignored" TERM; while :; do sleep 0.1; done',
+        'trap "echo ignored" TERM; touch stubborn.trapped; while :; do sleep 0.1; done',
         lifecycle={"preStop": {"exec": {"command": ["sh", "-c", "echo pre > prestop.txt"]}}},
     )
     rt = runtime(tmp_path, host, make_pod("term", [polite, stubborn]))
     drive(rt, lambda s: all("running" in c["state"] for c in s["containerStatuses"]))
     pids = [c.proc.pid for c in rt.containers() if c.proc is not None]
-    time.sleep(0.3)  # let the shells install their traps
+    trapped = [rt.dir / "polite.trapped", rt.dir / "stubborn.trapped"]
+    wait_until("both shells' traps", lambda: all(f.exists() for f in trapped), 10, interval=0.05)
     t0 = time.monotonic()
     rt.terminate(1.5)
     took = time.monotonic() - t0
@@ -277,9 +304,12 @@ def test_kill_leftovers_from_pid_files(tmp_path: Path, host: FakeHost) -> None:
     assert proc is not None
     files = pid_files_under(tmp_path)
     assert len(files) == 1
-    deadline = time.monotonic() + 5
-    while len(session_members(proc.pid)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)  # until the shell has forked its background sleep
+    wait_until(
+        "the shell to fork its background sleep",
+        lambda: len(session_members(proc.pid)) >= 2,
+        5,
+        interval=0.05,
+    )
     assert kill_leftovers(files, grace=2) >= 2  # the shell and its background sleep
     proc.popen.wait(5)
     assert not files[0].exists()

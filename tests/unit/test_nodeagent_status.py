@@ -245,6 +245,8 @@ def test_node_status_and_lease() -> None:
     assert st["capacity"]["pods"] == "110" and st["allocatable"]["cpu"] == "4"
     assert {"type": "InternalIP", "address": "127.0.0.1"} in st["addresses"]
     assert {"type": "Hostname", "address": "spot-1"} in st["addresses"]
+    served = build_node_status(spec, host, "v1.35.0", ready=True, now=NOW, kubelet_port=20250)
+    assert served["daemonEndpoints"] == {"kubeletEndpoint": {"Port": 20250}}
     assert st["nodeInfo"]["kubeletVersion"] == "v1.35.0"
     later = build_node_status(
         spec,

@@ -9,7 +9,9 @@ Threads:
 * one supervisor thread ticking every ``tick`` seconds: reconciles processes, probes and
   status (patched only when changed);
 * a termination thread per deleted pod (preStop, SIGTERM, grace, SIGKILL, delete grace 0);
-* a small pool for probes, token refreshes and API deletes.
+* a small pool for probes, token refreshes and API deletes;
+* per node, an HTTPS listener for ``kubectl logs`` (:mod:`.logserver`), a thread per
+  connection.
 
 Only the supervisor and a pod's termination thread touch a PodRuntime's internals; the watch
 threads merely replace ``rt.pod`` and set ``rt.gone``. ``self._lock`` guards the pod map.
@@ -32,6 +34,8 @@ from . import poddirs
 from .envresolve import ConfigError, configmap_data, decode_secret
 from .ipalloc import IPAllocator
 from .kube import ApiError, KubeClient, UnavailableError, api_path
+from .logfile import ContainerLog, NoLogError
+from .logserver import LogServer, ServingTLS
 from .nodes import (
     OWNED_LABELS,
     HostInfo,
@@ -45,7 +49,7 @@ from .nodes import (
     parse_taint,
 )
 from .process import kill_leftovers, pid_files_under
-from .runtime import PodRuntime, RuntimeConfig, pod_grace, pod_key
+from .runtime import PodRuntime, RuntimeConfig, pod_dir, pod_grace, pod_key, stored_log
 from .util import now_micro, now_rfc3339
 
 LOG = logging.getLogger("nodeagent")
@@ -188,6 +192,8 @@ class NodeAgent:
         shutdown_grace: float = 30.0,
         agent_path: str | None = None,
         agent_id: str = "",
+        serving: ServingTLS | None = None,
+        kubelet_port: int = 0,
     ) -> None:
         self.client = client
         self.stop = client.stop
@@ -224,6 +230,11 @@ class NodeAgent:
         self._threads: list[threading.Thread] = []
         self._sa_cache: dict[tuple[str, str], tuple[float, bool]] = {}
         self._preclaimed: set[str] = set()
+        self.serving = serving
+        self.kubelet_port = kubelet_port  # node i listens on kubelet_port + i (0: any port)
+        self.log_servers: dict[str, LogServer] = {}
+        # Pods that ended before this agent run: their logs are still served.
+        self._finished: dict[tuple[str, str, str], Obj] = {}
 
     # -- PodHost -------------------------------------------------------------------------------
 
@@ -280,6 +291,45 @@ class NodeAgent:
             raise ConfigError(f"requesting a token for serviceaccount {ns}/{sa}: {exc}") from exc
         return str(out["status"]["token"]), float(TOKEN_TTL)
 
+    # -- LogSource: what kubectl logs reads --------------------------------------------------
+
+    def container_log(
+        self, node: str, namespace: str, pod: str, container: str, *, previous: bool
+    ) -> ContainerLog:
+        with self._lock:
+            rt = next(
+                (
+                    r
+                    for r in self.pods.values()
+                    if (r.node, r.namespace, r.name) == (node, namespace, pod)
+                ),
+                None,
+            )
+            finished = self._finished.get((node, namespace, pod))
+        if rt is not None:
+            return rt.container_log(container, previous=previous)
+        if finished is None:
+            raise NoLogError(404, f'pod "{pod}" does not exist')
+        spec = finished.get("spec", {})
+        names = {
+            c.get("name")
+            for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])
+        }
+        if container not in names:
+            raise NoLogError(404, f'container "{container}" not found in pod "{pod}"')
+        folder = pod_dir(self.state, namespace, pod, finished["metadata"]["uid"])
+        return stored_log(folder, pod, container, previous=previous, missing="is terminated")
+
+    def _serve_logs(self) -> None:
+        if self.serving is None:
+            LOG.warning("no serving certificates given: kubectl logs will not reach this node")
+            return
+        for i, name in enumerate(self.nodes):
+            port = self.kubelet_port + i if self.kubelet_port else 0
+            server = LogServer(name, port, self.serving.context(name), self)
+            server.start()
+            self.log_servers[name] = server
+
     # -- nodes -----------------------------------------------------------------------------------
 
     def register(self, spec: NodeSpec) -> None:
@@ -322,6 +372,7 @@ class NodeAgent:
     def _post_status(
         self, spec: NodeSpec, *, ready: bool, retry_for: float | None = 10.0, message: str = ""
     ) -> None:
+        server = self.log_servers.get(spec.name)
         status = build_node_status(
             spec,
             self.host,
@@ -330,6 +381,7 @@ class NodeAgent:
             now=now_rfc3339(),
             previous_conditions=self.node_conditions.get(spec.name),
             message=message,
+            kubelet_port=server.port if server is not None else 0,
         )
         self.client.patch(
             f"/api/v1/nodes/{spec.name}/status", {"status": status}, retry_for=retry_for
@@ -397,9 +449,12 @@ class NodeAgent:
     def _on_pod_event(self, node: str, etype: str, pod: Obj) -> None:
         uid = pod["metadata"]["uid"]
         meta = pod["metadata"]
+        key = (node, meta.get("namespace", "default"), meta["name"])
         with self._lock:
             rt = self.pods.get(uid)
             if etype == "DELETED":
+                if self._finished.get(key, {}).get("metadata", {}).get("uid") == uid:
+                    del self._finished[key]
                 if rt is not None:
                     rt.pod = pod
                     rt.gone = True
@@ -416,6 +471,7 @@ class NodeAgent:
                     self._pool.submit(self._delete_pod, pod)
                 return
             if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                self._finished[key] = pod
                 return
             prev_ip = (pod.get("status") or {}).get("podIP", "")
             if prev_ip and prev_ip in self._preclaimed:
@@ -544,6 +600,7 @@ class NodeAgent:
         version = self.client.get("/version", retry_for=None)
         self.kubelet_version = str(version.get("gitVersion", "v0.0.0"))
         LOG.info("apiserver %s at %s", self.kubelet_version, self.client.access.host)
+        self._serve_logs()
         for spec in self.nodes.values():
             self.register(spec)
         self._preclaim_ips()
@@ -637,6 +694,8 @@ class NodeAgent:
             except (ApiError, UnavailableError) as exc:
                 LOG.info("could not mark %s NotReady: %s", name, exc)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        for server in self.log_servers.values():
+            server.stop()
         LOG.info("node agent stopped")
 
     def _stop_quietly(self, rt: PodRuntime, grace: float) -> None:

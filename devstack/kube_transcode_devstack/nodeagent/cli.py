@@ -1,7 +1,8 @@
 """Command line of the node agent.
 
     python -m kube_transcode_devstack.nodeagent [run] --kubeconfig PATH --state DIR \\
-        --node spot-1:spot --node ondemand-1:ondemand [--pod-cidr-prefix 127.77]
+        --node spot-1:spot --node ondemand-1:ondemand [--pod-cidr-prefix 127.77] \\
+        [--tls-cert-dir DIR --client-ca-file CA --kubelet-port 20250]
     python -m kube_transcode_devstack.nodeagent interrupt --kubeconfig PATH --node spot-1
     python -m kube_transcode_devstack.nodeagent cleanup --state DIR
 """
@@ -22,6 +23,7 @@ from types import FrameType
 import urllib3
 
 from .kube import KubeClient, load_kubeconfig
+from .logserver import ServingTLS
 from .nodes import DEFAULT_SPOT_TAINTS, host_info, parse_node_arg, parse_taint
 from .process import kill_leftovers, pid_files_under
 from .util import setup_logging
@@ -65,6 +67,22 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY[=VALUE]:EFFECT",
         help="an extra taint for every node (repeatable)",
+    )
+    run.add_argument(
+        "--tls-cert-dir",
+        type=Path,
+        help="serve container logs with kubelet-<node>.crt/.key from this folder",
+    )
+    run.add_argument(
+        "--client-ca-file",
+        type=Path,
+        help="the CA that signs the certificates of clients of the logs endpoint (the apiserver)",
+    )
+    run.add_argument(
+        "--kubelet-port",
+        type=int,
+        default=0,
+        help="the n-th --node serves its logs on this port + n (default: ports the kernel picks)",
     )
     run.add_argument("--cpu", help="cpu capacity per node (default: the host's cpu count)")
     run.add_argument("--memory", help="memory capacity per node (default: the host's memory)")
@@ -117,6 +135,13 @@ def _run(ns: argparse.Namespace) -> int:
     names = [n.name for n in nodes]
     if len(set(names)) != len(names):
         raise SystemExit(f"duplicate --node names: {names}")
+    if (ns.tls_cert_dir is None) != (ns.client_ca_file is None):
+        raise SystemExit("--tls-cert-dir and --client-ca-file go together")
+    serving = (
+        ServingTLS(ns.tls_cert_dir.resolve(), ns.client_ca_file.resolve())
+        if ns.tls_cert_dir is not None and ns.client_ca_file is not None
+        else None
+    )
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -139,6 +164,8 @@ def _run(ns: argparse.Namespace) -> int:
         lease_every=ns.lease_seconds,
         shutdown_grace=ns.shutdown_grace,
         agent_id=socket.gethostname()[:63],
+        serving=serving,
+        kubelet_port=ns.kubelet_port,
     )
     # SIGHUP: new capacity arrived after a spot interruption; register the missing nodes again.
     signal.signal(signal.SIGHUP, lambda *_: agent.restore_requested.set())

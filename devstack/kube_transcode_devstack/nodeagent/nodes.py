@@ -203,7 +203,10 @@ def build_node_status(
     now: str,
     previous_conditions: list[Obj] | None = None,
     message: str = "",
+    kubelet_port: int = 0,
 ) -> Obj:
+    """The Node's status; the API server reaches the node agent's kubelet API (container logs)
+    on the first address (InternalIP) and ``kubelet_port`` (0: not served)."""
     prev = {c.get("type"): c for c in previous_conditions or []}
 
     def cond(ctype: str, status: str, reason: str, msg: str) -> Obj:
@@ -241,7 +244,7 @@ def build_node_status(
             {"type": "InternalIP", "address": "127.0.0.1"},
             {"type": "Hostname", "address": spec.name},
         ],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}},
         "nodeInfo": {
             "machineID": host.machine_id,
             "systemUUID": host.machine_id,

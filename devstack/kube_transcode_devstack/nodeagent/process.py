@@ -3,7 +3,8 @@
 Each container process is started with ``start_new_session=True``: its pid is also its process
 group and session id, so signals reach everything it spawned. A pid file
 (``<pod dir>/<container>.pid``: "pid starttime") lets a later agent run, or ``nodeagent
-cleanup``, kill what an agent that died left behind, without hitting a recycled pid.
+cleanup``, kill what an agent that died left behind, without hitting a recycled pid. Its
+stdout and stderr go to one pipe, which a :class:`~.logfile.LogPump` writes to the log file.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from .logfile import LogPump
+
 LOG = logging.getLogger("nodeagent.process")
+PUMP_DRAIN = 1.0  # after an exit, how long to wait for the last output to reach the log
 
 
 class StartError(Exception):
@@ -26,25 +30,23 @@ class StartError(Exception):
 
 def proc_start_time(pid: int) -> int | None:
     """Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    rest = stat.rsplit(")", 1)[-1].split()
-    try:
-        return int(rest[19])
-    except (IndexError, ValueError):
-        return None
+    return _proc_stat_field(pid, 22)
 
 
 def _proc_session(pid: int) -> int | None:
+    return _proc_stat_field(pid, 6)  # session id
+
+
+def _proc_stat_field(pid: int, field: int) -> int | None:
+    """A numeric field of /proc/PID/stat (1-based, as proc(5) numbers them); None if gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
+    # Fields 1 and 2 (pid, "(comm)") end at the last ")": a command name may hold spaces.
     rest = stat.rsplit(")", 1)[-1].split()
     try:
-        return int(rest[3])  # field 6: session id
+        return int(rest[field - 3])
     except (IndexError, ValueError):
         return None
 
@@ -71,10 +73,11 @@ def signal_group(pgid: int, sig: int) -> None:
 
 
 class ManagedProcess:
-    def __init__(self, popen: subprocess.Popen[bytes], pid_file: Path) -> None:
+    def __init__(self, popen: subprocess.Popen[bytes], pid_file: Path, pump: LogPump) -> None:
         self.popen = popen
         self.pid = popen.pid
         self.pid_file = pid_file
+        self.pump = pump
         self.returncode: int | None = None
 
     @classmethod
@@ -87,18 +90,18 @@ class ManagedProcess:
         pid_file: Path,
     ) -> ManagedProcess:
         log_file.parent.mkdir(parents=True, exist_ok=True)
+        log_file.touch()  # an instance that fails to start has an (empty) log too
         try:
-            with log_file.open("ab") as log:
-                popen = subprocess.Popen(
-                    argv,
-                    env=dict(env),
-                    cwd=str(cwd),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                    close_fds=True,
-                )
+            popen = subprocess.Popen(
+                argv,
+                env=dict(env),
+                cwd=str(cwd),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+            )
         except FileNotFoundError as exc:
             raise StartError(
                 f'exec: "{argv[0]}": executable file not found in $PATH ({exc.strerror})'
@@ -107,15 +110,18 @@ class ManagedProcess:
             raise StartError(f'exec: "{argv[0]}": permission denied') from exc
         except OSError as exc:
             raise StartError(f'exec: "{argv[0]}": {exc}') from exc
+        assert popen.stdout is not None  # stdout=PIPE
+        pump = LogPump(popen.stdout, log_file)
+        pump.start()
         start = proc_start_time(popen.pid)
         pid_file.write_text(f"{popen.pid} {start if start is not None else ''}\n")
-        return cls(popen, pid_file)
+        return cls(popen, pid_file, pump)
 
     def poll(self) -> int | None:
         """Exit code once exited (a signal N reads 128+N, as in containers), else None.
 
         When the main process exits, the rest of its process group is killed: in a container
-        everything dies with PID 1.
+        everything dies with PID 1. The exit counts once its last output is in the log.
         """
         if self.returncode is not None:
             return self.returncode
@@ -124,6 +130,7 @@ class ManagedProcess:
             return None
         self.returncode = 128 - rc if rc < 0 else rc
         signal_group(self.pid, signal.SIGKILL)
+        self.pump.join(PUMP_DRAIN)  # the pipe closed with the group: this takes milliseconds
         self.pid_file.unlink(missing_ok=True)
         return self.returncode
 

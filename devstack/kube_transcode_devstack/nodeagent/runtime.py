@@ -28,6 +28,7 @@ from .envresolve import (
     process_env,
     resolve_env,
 )
+from .logfile import ContainerLog, NoLogError, current_log, previous_log, rotate
 from .podstatus import (
     TERMINAL,
     ContainerView,
@@ -87,6 +88,25 @@ class PodHost(Protocol):
 def pod_key(pod: Obj) -> str:
     m = pod["metadata"]
     return f"{m.get('namespace', 'default')}/{m['name']}"
+
+
+def pod_dir(state_dir: Path, namespace: str, name: str, uid: str) -> Path:
+    return state_dir / "pods" / f"{namespace}_{name}_{uid}"
+
+
+def stored_log(
+    folder: Path, pod: str, container: str, *, previous: bool, missing: str
+) -> ContainerLog:
+    """A log nothing writes any more, or kubelet's answer when there is none; ``missing``
+    says why the container has no current log."""
+    path = (previous_log if previous else current_log)(folder, container)
+    if path.exists():
+        return ContainerLog(path)
+    if previous:
+        raise NoLogError(
+            400, f'previous terminated container "{container}" in pod "{pod}" not found'
+        )
+    raise NoLogError(400, f'container "{container}" in pod "{pod}" {missing}')
 
 
 def pod_grace(pod: Obj) -> float:
@@ -193,11 +213,12 @@ class ContainerRuntime:
             return
         self.env, self.cwd = env, cwd
         try:
+            rotate(pod.dir, self.name)
             proc = ManagedProcess.start(
                 argv,
                 env,
                 cwd,
-                pod.dir / f"{self.name}.log",
+                current_log(pod.dir, self.name),
                 pod.dir / f"{self.name}.pid",
             )
         except StartError as exc:
@@ -277,6 +298,16 @@ class ContainerRuntime:
                 f"back-off {delay:g}s restarting failed container={self.name} "
                 f"pod={pod.name}_{pod.namespace}({pod.uid})",
             )
+
+    def log(self, folder: Path, pod: str, *, previous: bool) -> ContainerLog:
+        """What ``kubectl logs`` reads: the running instance's log while its pump writes it."""
+        proc = self.proc  # read once: the supervisor thread replaces it
+        if proc is not None and not previous:
+            return ContainerLog(current_log(folder, self.name), proc.pump)
+        reason = self.view.reason or "ContainerCreating"
+        return stored_log(
+            folder, pod, self.name, previous=previous, missing=f"is waiting to start: {reason}"
+        )
 
     # -- probes --------------------------------------------------------------------------------
 
@@ -364,7 +395,7 @@ class PodRuntime:
         self.ip = ip
         self.cfg = cfg
         self.host = host
-        self.dir = cfg.state_dir / "pods" / f"{self.namespace}_{self.name}_{self.uid}"
+        self.dir = pod_dir(cfg.state_dir, self.namespace, self.name, self.uid)
         spec = pod.get("spec", {})
         self.restart_policy: str = spec.get("restartPolicy", "Always")
         self.init = [
@@ -536,6 +567,12 @@ class PodRuntime:
 
     def containers(self) -> list[ContainerRuntime]:
         return self.init + self.regular
+
+    def container_log(self, container: str, *, previous: bool) -> ContainerLog:
+        for c in self.containers():
+            if c.name == container:
+                return c.log(self.dir, self.name, previous=previous)
+        raise NoLogError(404, f'container "{container}" not found in pod "{self.name}"')
 
     def sidecars(self) -> list[ContainerRuntime]:
         return [c for c in self.init if c.sidecar]
