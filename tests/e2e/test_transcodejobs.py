@@ -244,13 +244,15 @@ def test_a_missing_and_a_corrupt_source_fail_at_once_with_their_reason(
     done = jobs.wait_finished(["missing", "corrupt"], 2 * JOB_SECONDS)
     expected = {
         "missing": ("SourceNotFound", f"{sources.missing} does not exist"),
-        "corrupt": ("UnreadableSource", "ffprobe cannot read the source"),
+        "corrupt": ("UnreadableSource", f"ffprobe cannot read the source: {sources.corrupt.url}"),
     }
     for name, (reason, text) in expected.items():
         job = done[name]
         failed = condition(job, "Failed")
         assert (phase(job), failed["status"], failed["reason"]) == ("Failed", "True", reason)
         assert text in failed["message"], failed["message"]
+        # The reason names what the user gave, never the worker's scratch files.
+        assert "node-agent" not in failed["message"] and "file:" not in failed["message"]
         # Permanent: not retried, although retry.attempts defaults to 3.
         assert job["status"]["attempts"] == 1, job["status"]
         warnings = jobs.events(name, "Failed")
