@@ -90,6 +90,8 @@ def helm_values(stack: Stack, worker_replicas: int = 1) -> dict[str, Any]:
         # The dashboard ConfigMap (no Grafana here: tests/e2e/test_observability.py runs its
         # queries against the local Prometheus, devstack/prometheus.py).
         "grafana": {"dashboards": {"enabled": True}},
+        # Webhook receivers of the tests listen on loopback.
+        "notifications": {"allowedNetworks": ["127.0.0.0/8"]},
     }
 
 

@@ -7,7 +7,14 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 ConditionType = Literal[
-    "Queued", "Running", "Succeeded", "Failed", "Available", "Schedulable", "QueueReachable"
+    "Queued",
+    "Running",
+    "Succeeded",
+    "Failed",
+    "Available",
+    "Schedulable",
+    "QueueReachable",
+    "Notified",
 ]
 ConditionStatus = Literal["True", "False", "Unknown"]
 Condition = dict[str, Any]

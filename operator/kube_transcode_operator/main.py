@@ -13,7 +13,7 @@ import kopf
 from kube_transcode.names import GROUP, JOB_PLURAL, POOL_PLURAL, VERSION
 from kube_transcode_operator import credentials
 from kube_transcode_operator.fallback import JobView
-from kube_transcode_operator.handlers import deletion, jobs, lifecycle, pools, startup
+from kube_transcode_operator.handlers import deletion, jobs, lifecycle, notify, pools, startup
 
 Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
 JOBS = (GROUP, VERSION, JOB_PLURAL)
@@ -22,6 +22,7 @@ POOLS = (GROUP, VERSION, POOL_PLURAL)
 AUTOSCALE_INTERVAL_SECONDS = 1.0
 DEADLINE_INTERVAL_SECONDS = 5.0
 TTL_INTERVAL_SECONDS = 10.0
+NOTIFY_INTERVAL_SECONDS = 1.0
 
 
 @kopf.on.login()
@@ -85,6 +86,17 @@ async def deadline(
 )
 async def ttl(body: kopf.Body, memo: kopf.Memo, logger: Logger, **_: Any) -> None:
     await lifecycle.expire(body, memo, logger)
+
+
+@kopf.timer(
+    *JOBS,
+    interval=NOTIFY_INTERVAL_SECONDS,
+    when=lambda spec, status, meta, memo, **_: notify.is_due(spec, status, meta, memo),
+)
+async def notify_receivers(
+    body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: Logger, **_: Any
+) -> None:
+    await notify.tick(body, patch, memo, logger)
 
 
 @kopf.on.event(*JOBS)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from ipaddress import ip_network
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from kube_transcode.addresses import Network
 
 
 class OperatorSettings(BaseSettings):
@@ -49,11 +52,31 @@ class OperatorSettings(BaseSettings):
     rabbitmq_management_url: str | None = None
     worker_template: dict[str, Any] = Field(default_factory=dict)
 
+    # Webhook notifications when a job ends: retried for this long in total, each attempt
+    # bounded; receivers on internal addresses only in these networks (CIDRs).
+    notify_give_up_seconds: float = Field(default=300.0, gt=0)
+    notify_timeout_seconds: float = Field(default=10.0, gt=0)
+    notify_backoff_seconds: float = Field(default=1.0, gt=0)
+    notify_max_backoff_seconds: float = Field(default=60.0, gt=0)
+    notify_allowed_networks: Annotated[tuple[Network, ...], NoDecode] = ()
+    # A receiver of every job's notification; its Secret is in the operator's namespace.
+    notify_default_webhook_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    notify_default_secret_name: str | None = None
+    notify_default_secret_key: str = "signingKey"  # noqa: S105 - a key name, not a secret
+    notify_default_secret_namespace: str | None = None  # default: the operator's own
+
     @field_validator("allowed_source_schemes", "watch_namespaces", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(item.strip() for item in value.split(",") if item.strip())
+        return value
+
+    @field_validator("notify_allowed_networks", mode="before")
+    @classmethod
+    def _cidrs(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(ip_network(part.strip()) for part in value.split(",") if part.strip())
         return value
 
     @field_validator("allowed_source_schemes")

@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import IO, Any, Final
 from urllib.parse import urljoin, urlsplit
@@ -30,12 +29,13 @@ from urllib.parse import urljoin, urlsplit
 import urllib3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from kube_transcode.addresses import IPAddress as IPAddress
+from kube_transcode.addresses import forbidden_reason as forbidden_reason
 from kube_transcode_worker.errors import JobCancelledError, PermanentJobError, TransientJobError
 from kube_transcode_worker.settings import Network
 
 log = logging.getLogger(__name__)
 
-IPAddress = IPv4Address | IPv6Address
 Resolver = Callable[[str, int], list[IPAddress]]
 
 CHUNK_BYTES: Final = 1024 * 1024
@@ -43,18 +43,6 @@ REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
 # Worth retrying although 4xx: the server asks us to come back.
 RETRYABLE_CLIENT_STATUSES: Final = frozenset({408, 425, 429})
 USER_AGENT: Final = "kube-transcode-worker"
-
-# Instance metadata services: never reachable, whatever networks are allowed.
-METADATA_ADDRESSES: Final = frozenset(
-    {
-        ipaddress.ip_address("169.254.169.254"),  # AWS, GCP, Azure, OpenStack
-        ipaddress.ip_address("169.254.170.2"),  # AWS ECS task metadata
-        ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
-        ipaddress.ip_address("fd00:ec2::254"),  # AWS over IPv6
-    }
-)
-CGNAT: Final = ipaddress.ip_network("100.64.0.0/10")
-NAT64: Final = ipaddress.ip_network("64:ff9b::/96")
 
 
 @dataclass(frozen=True)
@@ -64,60 +52,7 @@ class FetchResult:
     seconds: float
 
 
-# ---------------------------------------------------------------------------- the guard (pure)
-
-
-def _embedded_ipv4(ip: IPAddress) -> IPv4Address | None:
-    """The IPv4 address an IPv6 address stands for (mapped, NAT64, 6to4, Teredo), if any."""
-    if isinstance(ip, IPv4Address):
-        return None
-    if ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    if ip in NAT64:
-        return IPv4Address(int(ip) & 0xFFFFFFFF)
-    if ip.sixtofour is not None:
-        return ip.sixtofour
-    if ip.teredo is not None:
-        return ip.teredo[1]
-    return None
-
-
-def _category(ip: IPAddress) -> str | None:
-    """Why an address is not a public Internet host, or None when it is one."""
-    if ip.is_loopback:
-        return "loopback"
-    if ip.is_unspecified:
-        return "unspecified"
-    if ip.is_link_local:
-        return "link-local"
-    if ip.is_multicast:
-        return "multicast"
-    if isinstance(ip, IPv4Address) and ip in CGNAT:
-        return "carrier-grade NAT"
-    if ip.is_reserved:
-        return "reserved"
-    if ip.is_private:
-        return "private"
-    if not ip.is_global:
-        return "not globally routable"
-    return None
-
-
-def forbidden_reason(ip: IPAddress, allowed: Iterable[Network] = ()) -> str | None:
-    """None if a source may be fetched from `ip`; otherwise a few words saying why not."""
-    embedded = _embedded_ipv4(ip)
-    candidates = [ip] if embedded is None else [ip, embedded]
-    if any(candidate in METADATA_ADDRESSES for candidate in candidates):
-        return "cloud metadata service"
-    allowed = tuple(allowed)
-    if any(candidate in network for candidate in candidates for network in allowed):
-        return None
-    if embedded is not None:
-        # IPv6 that stands for IPv4 reaches what the IPv4 address reaches.
-        embedded_reason = _category(embedded)
-        if embedded_reason is not None:
-            return f"{embedded_reason} (as {embedded})"
-    return _category(ip)
+# ------------------------------------------- the guard (pure; the address rules: kube_transcode)
 
 
 @dataclass(frozen=True)

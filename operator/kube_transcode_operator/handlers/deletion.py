@@ -12,6 +12,7 @@ import kopf
 from kube_transcode_operator import metrics, status
 from kube_transcode_operator.cancelling import cancel_work
 from kube_transcode_operator.conditions import parse_timestamp
+from kube_transcode_operator.handlers import notify
 from kube_transcode_operator.jobref import published_bucket, published_prefix
 from kube_transcode_operator.runtime import runtime_of
 
@@ -25,13 +26,14 @@ async def finalize(body: kopf.Body, memo: kopf.Memo, logger: Logger) -> None:
         current = dict(body.status)
         published = current.get("published")
         if not published:
+            await notify.before_deletion(body, runtime, logger)
             return  # nothing was ever queued, nothing written
         meta = body.meta
         now = datetime.now(UTC)
         bucket = published_bucket(current, runtime.settings)
         prefix = published_prefix(current, meta)
         phase = current.get("phase")
-        if phase not in status.TERMINAL_PHASES:
+        if phase not in status.TERMINAL_PHASES and not notify.delivery_started(body, runtime):
             await cancel_work(runtime, body, "Deleted", "the job was deleted", now)
             deleting_since = parse_timestamp(meta.get("deletionTimestamp")) or now
             waited = (now - deleting_since).total_seconds()
@@ -40,6 +42,7 @@ async def finalize(body: kopf.Body, memo: kopf.Memo, logger: Logger) -> None:
                 raise kopf.TemporaryError(
                     f"waiting for worker {current.get('worker')} to stop", delay=POLL_SECONDS
                 )
+        await notify.before_deletion(body, runtime, logger)
         if phase == "Succeeded":
             logger.info("keeping the outputs of the succeeded job at s3://%s/%s/", bucket, prefix)
             return
