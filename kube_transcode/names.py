@@ -13,6 +13,7 @@ GROUP: Final = "kubetranscode.io"
 VERSION: Final = "v1alpha1"
 JOB_PLURAL: Final = "transcodejobs"
 POOL_PLURAL: Final = "workerpools"
+TEMPLATE_PLURAL: Final = "transcodetemplates"
 
 # The ladder's entry point, written last: its presence means the ladder is complete.
 MASTER_PLAYLIST_NAME: Final = "master.m3u8"

@@ -1,7 +1,10 @@
-"""The TranscodeJob spec as a typed model, defaults as in the CRD (which applies them first).
+"""The TranscodeJob spec as a typed model. The CRD defaults priority, pool and output; the
+defaults of ladder, hls and retry are applied here, after the merge with the job's
+TranscodeTemplate (templates.py), so a template's value beats them.
 
 The API server already rejected what the schema can express; parsing here only turns the
-body into types, so an error here means the CRD and this model disagree.
+body into types, so an error here means the CRD and this model disagree (or, merged over a
+template, a combination templates.job_spec reports).
 """
 
 from __future__ import annotations

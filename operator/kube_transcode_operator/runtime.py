@@ -11,11 +11,13 @@ from kube_transcode_operator.cleanup import OutputStore
 from kube_transcode_operator.event_consumer import EventConsumer
 from kube_transcode_operator.jobstore import JobStore
 from kube_transcode_operator.kube_events import EventPoster
+from kube_transcode_operator.notifier import Notifier
 from kube_transcode_operator.pool_cluster import PoolCluster
 from kube_transcode_operator.publisher import Publisher
 from kube_transcode_operator.queue_depth import QueueInspector
 from kube_transcode_operator.queue_metrics import QueueMetrics, own_namespace
 from kube_transcode_operator.settings import OperatorSettings
+from kube_transcode_operator.template_store import TemplateStore
 from kube_transcode_operator.worker_events import WorkerEventHandler
 
 MEMO_KEY: Final = "runtime"
@@ -27,12 +29,15 @@ class Runtime:
     publisher: Publisher
     outputs: OutputStore
     jobs: JobStore
+    templates: TemplateStore
     events: EventPoster
     consumer: EventConsumer
     # WorkerPools: the one queue reader, and their Kubernetes side.
     queues: QueueInspector
     pools: PoolCluster
     queue_metrics: QueueMetrics
+    # Webhook deliveries in flight (asyncio tasks on kopf's loop).
+    notifier: Notifier
 
     @classmethod
     def build(cls, settings: OperatorSettings) -> Runtime:
@@ -47,6 +52,7 @@ class Runtime:
             publisher=Publisher(url, timeout_seconds=settings.publish_timeout_seconds),
             outputs=OutputStore(settings),
             jobs=jobs,
+            templates=TemplateStore(),
             events=events,
             consumer=EventConsumer(url, settings.events_queue, handler),
             queues=queues,
@@ -54,6 +60,7 @@ class Runtime:
             queue_metrics=QueueMetrics(
                 queues, pools, settings.queue_metrics_seconds, own_namespace()
             ),
+            notifier=Notifier(settings),
         )
 
     def start(self) -> None:
@@ -63,6 +70,7 @@ class Runtime:
 
     async def close(self) -> None:
         await self.queue_metrics.stop()
+        await self.notifier.close()
         await asyncio.to_thread(self.consumer.stop)
         await self.publisher.close()
         await self.queues.close()

@@ -153,6 +153,30 @@ def broker_unavailable(
     return patch
 
 
+def template_missing(
+    status: Mapping[str, Any], *, template: str, namespace: str, generation: int, now: datetime
+) -> tuple[StatusPatch, KubeEvent | None]:
+    """Not published until the template exists; the Event only when the condition is new."""
+    new_generation = status.get("observedGeneration") != generation
+    message = (
+        f"TranscodeTemplate {template} not found in namespace {namespace}; "
+        "the job is queued once it exists"
+    )
+    before = _conditions(status, new_generation)
+    already = any(
+        c.get("type") == "Queued" and c.get("reason") == "TemplateNotFound"
+        and c.get("message") == message and c.get("observedGeneration") == generation
+        for c in before
+    )  # fmt: skip
+    conditions = set_condition(
+        before, "Queued", "False", "TemplateNotFound", message, generation=generation, now=now
+    )
+    patch: StatusPatch = {"phase": "Pending", "message": message, "conditions": conditions}
+    if new_generation:
+        patch |= _fresh_run(generation)
+    return patch, None if already else KubeEvent("Warning", "TemplateNotFound", message)
+
+
 def deadline_exceeded(
     status: Mapping[str, Any], *, deadline_seconds: int, generation: int, now: datetime
 ) -> tuple[StatusPatch, KubeEvent]:

@@ -5,6 +5,7 @@ send its events) played by the test."""
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -72,6 +73,17 @@ def apply_job(kubectl: Kubectl, name: str, **spec: Any) -> None:
         "spec": {"source": {"url": "s3://media/in/video.mp4"}, **spec},
     }
     kubectl("apply", "-f", "-", input=json.dumps(body))
+
+
+def apply_template(kubectl: Kubectl, name: str, **spec: Any) -> subprocess.CompletedProcess[str]:
+    """kubectl apply of a TranscodeTemplate; the result carries the API server's refusal."""
+    body = {
+        "apiVersion": "kubetranscode.io/v1alpha1",
+        "kind": "TranscodeTemplate",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+    return kubectl.run("apply", "-f", "-", input=json.dumps(body))
 
 
 @contextmanager

@@ -42,8 +42,9 @@ def small_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def crd(kube: Stack) -> None:
-    """The TranscodeJob CRD installed (once per module)."""
+    """The TranscodeJob and TranscodeTemplate CRDs installed (once per module)."""
     install_crd(kube.layout.kubeconfig)
+    install_crd(kube.layout.kubeconfig, "transcodetemplates.yaml")
 
 
 @pytest.fixture

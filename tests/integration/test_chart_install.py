@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 
@@ -153,3 +154,30 @@ def test_the_operator_outranks_its_workers_by_default_and_classes_can_be_renamed
     specs = _pod_specs(own)
     assert specs["kt-kube-transcode-operator"]["priorityClassName"] == "platform-critical"
     assert "priorityClassName" not in specs["kt-kube-transcode-worker-default"]
+
+
+@pytest.mark.usefixtures("crd")
+def test_templates_from_values_are_created_in_the_release_namespace(namespace: Kubectl) -> None:
+    phones = {"ladder": {"preset": "mobile"}, "hls": {"segmentSeconds": 4}}
+    base = ["--namespace", namespace.namespace, "--set", "rabbitmq.url=amqp://u:p@rabbit:5672/"]
+    rendered = helm(
+        "template", "kt", str(CHART), *base,
+        "--set-json", f"templates={json.dumps({'phones': phones})}",
+        "--show-only", "templates/transcodetemplates.yaml",
+    )  # fmt: skip
+    template = yaml.safe_load(rendered)
+    assert (template["kind"], template["metadata"]["namespace"]) == (
+        "TranscodeTemplate",
+        namespace.namespace,
+    )
+    assert template["spec"] == phones
+    out = namespace("apply", "--dry-run=server", "-f", "-", input=rendered)
+    assert "transcodetemplate.kubetranscode.io/phones created (server dry run)" in out
+
+    typo = subprocess.run(
+        [str(tools_bin() / "helm"), "template", "kt", str(CHART), *base,
+         "--set", "templates.phones.hls.segmentSecond=4"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert typo.returncode != 0
+    assert "segmentSecond" in typo.stderr

@@ -5,19 +5,21 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import kopf
 
-from kube_transcode_operator import metrics, status
+from kube_transcode_operator import metrics, status, templates
 from kube_transcode_operator.amqp_link import BrokerUnavailableError
 from kube_transcode_operator.cancelling import cancel_work
 from kube_transcode_operator.jobmessage import Work, build_work
 from kube_transcode_operator.jobref import job_ref
-from kube_transcode_operator.jobspec import TranscodeJobSpec
 from kube_transcode_operator.runtime import Runtime, runtime_of
 from kube_transcode_operator.validation import JobRejectedError
 
 MAX_RETRY_DELAY_SECONDS = 60
+# A missing template is looked up again soon: creating it is the usual fix.
+MAX_TEMPLATE_RETRY_SECONDS = 30
 
 
 async def reconcile(
@@ -45,7 +47,7 @@ async def _reconcile(
         return
     now = datetime.now(UTC)
     await _cancel_previous_generation(body, runtime, now)
-    work = await _work(body, patch, runtime, now)
+    work = await _work(body, patch, runtime, retry, now)
     try:
         seconds = await runtime.publisher.publish_job(work.message, work.queue)
     except BrokerUnavailableError as error:
@@ -65,10 +67,13 @@ async def _reconcile(
     await runtime.events.emit(body, event)
 
 
-async def _work(body: kopf.Body, patch: kopf.Patch, runtime: Runtime, now: datetime) -> Work:
+async def _work(
+    body: kopf.Body, patch: kopf.Patch, runtime: Runtime, retry: int, now: datetime
+) -> Work:
     """This generation's message and queue; a spec the operator refuses fails the job for good."""
+    merged = await _merged_spec(body, patch, runtime, retry, now)
     try:
-        spec = TranscodeJobSpec.from_body(body.spec)
+        spec = templates.job_spec(merged, body.spec.get("template"))
         return build_work(spec, job_ref(body.meta), runtime.settings, started=now)
     except JobRejectedError as rejection:
         update, event = status.rejected(
@@ -78,6 +83,35 @@ async def _work(body: kopf.Body, patch: kopf.Patch, runtime: Runtime, now: datet
         patch.status.update(update)
         await runtime.events.emit(body, event)
         raise kopf.PermanentError(rejection.message) from rejection
+
+
+async def _merged_spec(
+    body: kopf.Body, patch: kopf.Patch, runtime: Runtime, retry: int, now: datetime
+) -> dict[str, Any]:
+    """The spec over its template: as recorded for this generation, else as the template is now
+    (and then recorded). A missing template keeps the job Pending and is looked up again."""
+    name, generation = body.spec.get("template"), int(body.meta["generation"])
+    old = body.status.get("template")
+    if not name:
+        if old is not None:
+            patch.status["template"] = None
+        return dict(body.spec)
+    found = templates.recorded(body.status, name, generation)
+    if found is None:
+        template = await runtime.templates.get(body.meta.namespace or "", name)
+        if template is None:
+            update, event = status.template_missing(
+                dict(body.status), template=name, namespace=body.meta.namespace or "",
+                generation=generation, now=now,
+            )  # fmt: skip
+            patch.status.update(update)
+            if event is not None:
+                await runtime.events.emit(body, event)
+            delay = min(2 ** min(retry, 5), MAX_TEMPLATE_RETRY_SECONDS)
+            raise kopf.TemporaryError(update["message"], delay=delay)
+        found = templates.record(template, dict(body.spec), generation)
+        patch.status["template"] = templates.status_patch(old, found)
+    return templates.merge(found.inherited, body.spec)
 
 
 async def _cancel_previous_generation(body: kopf.Body, runtime: Runtime, now: datetime) -> None:
