@@ -1,4 +1,6 @@
-"""The package boundaries: the contract imports neither side, and the sides not each other.
+"""The package boundaries: the contract imports neither side, and the sides not each other;
+the client (the user's CLI, with Kubernetes credentials) may use the worker's pipeline, and no
+package imports the client.
 
 Read from the source with `ast`, so an import hidden inside a function counts too.
 """
@@ -6,6 +8,7 @@ Read from the source with `ast`, so an import hidden inside a function counts to
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,7 @@ PACKAGES = {
     "kube_transcode": ROOT / "kube_transcode",
     "kube_transcode_operator": ROOT / "operator" / "kube_transcode_operator",
     "kube_transcode_worker": ROOT / "worker" / "kube_transcode_worker",
+    "kube_transcode_client": ROOT / "client" / "kube_transcode_client",
     "kube_transcode_devstack": ROOT / "devstack" / "kube_transcode_devstack",
 }
 # What each package may import of the project's own packages (itself always).
@@ -24,6 +28,7 @@ ALLOWED = {
     "kube_transcode": set(),
     "kube_transcode_operator": {"kube_transcode"},
     "kube_transcode_worker": {"kube_transcode"},
+    "kube_transcode_client": {"kube_transcode", "kube_transcode_worker"},
 }
 
 
@@ -54,6 +59,22 @@ def test_a_package_imports_only_what_it_may(package: str) -> None:
         if other != package and other not in ALLOWED[package]
     }
     assert forbidden == {}, f"{package} imports {forbidden}"
+
+
+@pytest.mark.parametrize("package", sorted(set(PACKAGES) - {"kube_transcode_client"}))
+def test_no_package_imports_the_client(package: str) -> None:
+    importers = imported_packages(PACKAGES[package]).get("kube_transcode_client", set())
+    assert importers == set(), f"{package} imports the client: {sorted(importers)}"
+
+
+def test_the_worker_needs_no_kubernetes_client() -> None:
+    """Workers hold no Kubernetes credentials: the Kubernetes client stays in the client."""
+    found = {
+        str(path.relative_to(ROOT))
+        for path in PACKAGES["kube_transcode_worker"].rglob("*.py")
+        if re.search(r"^\s*(from|import) kubernetes\b", path.read_text(), re.MULTILINE)
+    }
+    assert found == set()
 
 
 def test_the_checker_sees_imports_inside_functions(tmp_path: Path) -> None:

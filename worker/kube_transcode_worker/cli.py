@@ -23,7 +23,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
-from typing import TextIO, get_args
+from typing import Any, TextIO, get_args
 
 from pydantic import ValidationError
 
@@ -82,7 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Turn a video into an HLS adaptive-bitrate ladder, as a worker would.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    transcode = commands.add_parser(
+    add_transcode_parser(commands)
+    return parser
+
+
+def add_transcode_parser(commands: argparse._SubParsersAction[Any]) -> argparse.ArgumentParser:
+    """The `transcode` command; the client's `kube-transcode` adds it beside its own."""
+    transcode: argparse.ArgumentParser = commands.add_parser(
         "transcode",
         help="transcode SOURCE into an HLS ladder at DEST",
         description=(
@@ -125,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     transcode.add_argument(
         "-q", "--quiet", action="store_true", help="no progress, only errors and the result"
     )
-    return parser
+    return transcode
 
 
 def request_from_args(args: argparse.Namespace) -> TranscodeRequest:
@@ -143,7 +149,11 @@ def request_from_args(args: argparse.Namespace) -> TranscodeRequest:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return transcode_main(build_parser().parse_args(argv))
+
+
+def transcode_main(args: argparse.Namespace) -> int:
+    """`transcode` with its parsed arguments: progress on stderr, Ctrl-C cancels."""
     progress = ProgressReporter.for_stream(sys.stderr, enabled=not args.quiet)
     cancel = threading.Event()
     with cancel_on_interrupt(cancel):

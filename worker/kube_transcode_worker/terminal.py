@@ -1,4 +1,5 @@
-"""A progress line for a terminal, or plain lines for logs: phases, a bar, time and ETA."""
+"""A progress line for a terminal, or plain lines for logs: phases, a bar, bytes and rate, time
+and ETA."""
 
 from __future__ import annotations
 
@@ -16,13 +17,34 @@ def format_duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def render_status(phase: str, percent: float | None, elapsed: float, width: int = 30) -> str:
-    """One status line: a bar when the phase has a percentage, the phase's elapsed time, ETA."""
+def format_bytes(count: float) -> str:
+    """1.5 KiB, 40.0 MiB: binary units, one decimal."""
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def format_transfer(done: int, total: int, rate: float | None) -> str:
+    """'16.0 MiB/40.0 MiB  2.0 MiB/s': bytes moved and, once known, the rate."""
+    text = f"{format_bytes(done)}/{format_bytes(total)}"
+    return text if rate is None else f"{text}  {format_bytes(rate)}/s"
+
+
+def render_status(
+    phase: str, percent: float | None, elapsed: float, width: int = 30, detail: str = ""
+) -> str:
+    """One status line: a bar when the phase has a percentage, `detail` (bytes and rate), the
+    phase's elapsed time, ETA."""
     if percent is None:
         return f"{phase:<11} {format_duration(elapsed)}"
     percent = min(100.0, max(0.0, percent))
     filled = round(width * percent / 100)
     line = f"{phase:<11} [{'#' * filled}{'.' * (width - filled)}] {percent:5.1f}%"
+    if detail:
+        line += f"  {detail}"
     line += f"  {format_duration(elapsed)}"
     # The first percent or so gives no usable rate; a wild guess is worse than none.
     if 1.0 <= percent < 100.0:
@@ -55,6 +77,7 @@ class ProgressReporter:
         self._lock = threading.Lock()
         self._phase: str | None = None
         self._phase_started = 0.0
+        self._phase_bytes = 0
         self._last_draw = float("-inf")
         self._bar_open = False
         self._last_line = ""
@@ -64,6 +87,15 @@ class ProgressReporter:
         return cls(stream, interactive=stream.isatty(), enabled=enabled)
 
     def update(self, phase: str, percent: float | None = None) -> None:
+        self._show(phase, percent, None)
+
+    def update_bytes(self, phase: str, done: int, total: int) -> None:
+        """A transfer: the bar from bytes, with bytes and the rate since the phase began (bytes
+        there at its first update, e.g. parts uploaded before an interruption, do not count)."""
+        percent = 100.0 if total <= 0 else 100.0 * done / total
+        self._show(phase, percent, (done, total))
+
+    def _show(self, phase: str, percent: float | None, transfer: tuple[int, int] | None) -> None:
         if not self.enabled:
             return
         with self._lock:
@@ -73,7 +105,14 @@ class ProgressReporter:
                 if self._bar_open:
                     self._redraw(self._last_line, final=True)
                 self._phase, self._phase_started = phase, now
-            line = render_status(phase, percent, now - self._phase_started)
+                self._phase_bytes = transfer[0] if transfer else 0
+            detail = ""
+            if transfer is not None:
+                elapsed = now - self._phase_started
+                moved = transfer[0] - self._phase_bytes
+                rate = moved / elapsed if elapsed >= 0.5 and moved > 0 else None
+                detail = format_transfer(transfer[0], transfer[1], rate)
+            line = render_status(phase, percent, now - self._phase_started, detail=detail)
             self._last_line = line
             if self.interactive:
                 # A terminal redraws cheaply, but 10 redraws a second are all an eye can use.
