@@ -18,7 +18,7 @@ from typing import get_args
 from benchmarks import report as reports
 from benchmarks.catalog import BENCHMARKS, by_name
 from benchmarks.registry import Context
-from kube_transcode.ladder import X264Preset
+from kube_transcode.ladder import DEFAULT_X264_PRESET, X264Preset
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("names", nargs="*", metavar="NAME", help="benchmarks to run (default all)")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each variant (default 1)")
-    parser.add_argument("--preset", choices=get_args(X264Preset), default="veryfast")
+    parser.add_argument("--preset", choices=get_args(X264Preset), default=DEFAULT_X264_PRESET)
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
     parser.add_argument(
         "--cache", type=Path, default=None, help="generated media (default OUT/cache)"
