@@ -92,3 +92,12 @@ def first_forbidden(
         if reason is not None:
             return ip, reason
     return None
+
+
+def networks_from_setting(value: object) -> object:
+    """A setting's "10.0.0.0/8, fd00::/64" as networks (a settings validator's `before` step);
+    anything but a string is left for the field's own validation."""
+    if isinstance(value, str):
+        parts = (part.strip() for part in value.split(","))
+        return tuple(ipaddress.ip_network(part) for part in parts if part)
+    return value

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from ipaddress import ip_network
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from kube_transcode.addresses import Network
+from kube_transcode.addresses import Network, networks_from_setting
 
 
 class OperatorSettings(BaseSettings):
@@ -75,9 +74,7 @@ class OperatorSettings(BaseSettings):
     @field_validator("notify_allowed_networks", mode="before")
     @classmethod
     def _cidrs(cls, value: object) -> object:
-        if isinstance(value, str):
-            return tuple(ip_network(part.strip()) for part in value.split(",") if part.strip())
-        return value
+        return networks_from_setting(value)
 
     @field_validator("allowed_source_schemes")
     @classmethod

@@ -30,9 +30,9 @@ import urllib3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from kube_transcode.addresses import IPAddress as IPAddress
+from kube_transcode.addresses import Network
 from kube_transcode.addresses import forbidden_reason as forbidden_reason
 from kube_transcode_worker.errors import JobCancelledError, PermanentJobError, TransientJobError
-from kube_transcode_worker.settings import Network
 
 log = logging.getLogger(__name__)
 

@@ -14,20 +14,19 @@ POD_NAME and POD_IP (from the Downward API) are read without the prefix.
 from __future__ import annotations
 
 import socket
-from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, TypeVar, overload
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from kube_transcode.addresses import Network, networks_from_setting
 from kube_transcode.ladder import DEFAULT_X264_PRESET, X264Preset
 from kube_transcode.messages import DEFAULT_EVENTS_EXCHANGE, MAX_ATTEMPTS_LIMIT
 from kube_transcode.settings_errors import describe_settings_error
 from kube_transcode_worker.ffmpeg_build import default_ffmpeg
 from kube_transcode_worker.probe import ProbeLimits
 
-Network = IPv4Network | IPv6Network
 GIB = 1024**3
 
 
@@ -57,9 +56,7 @@ class StorageSettings(BaseSettings):
     @field_validator("allowed_source_networks", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
-        if isinstance(value, str):
-            return tuple(ip_network(part.strip()) for part in value.split(",") if part.strip())
-        return value
+        return networks_from_setting(value)
 
 
 class PipelineSettings(StorageSettings):
