@@ -50,10 +50,20 @@ from pydantic import (
     model_validator,
 )
 
-from kube_transcode.ladder import HlsOptions, Rung, rung_by_name
+from kube_transcode.chunks import (
+    AUDIO_TASK,
+    PLAN_TASK,
+    ChunkCounts,
+    ChunkingOptions,
+    chunk_task_name,
+)
+from kube_transcode.ladder import HlsOptions, Rung, SourceInfo, rung_by_name
 from kube_transcode.names import MASTER_PLAYLIST_NAME
 
-SCHEMA_VERSION: Final = 1
+# 2: chunked encoding (a JobMessage's `task`, a JobEvent's `chunk`). Readers accept 1 too:
+# a version-1 message is a whole job, as it always was.
+SCHEMA_VERSION: Final = 2
+READABLE_VERSIONS: Final = (1, 2)
 CONTENT_TYPE: Final = "application/json"
 
 MAX_PRIORITY: Final = 3
@@ -65,6 +75,9 @@ ALL_JOB_EVENTS: Final = "job.#"
 CONTROL_EXCHANGE: Final = "kube-transcode.control"
 # Objects under this key of a job's output bucket mark cancelled jobs: <prefix>/<uid>.
 CANCELLED_MARKER_PREFIX: Final = ".kube-transcode/cancelled"
+# A chunked job's work area in its output bucket: <prefix>/<uid>/<generation>/ holds the
+# staged source, a marker per chunk encode started and a manifest per chunk stored.
+WORK_AREA_PREFIX: Final = ".kube-transcode/work"
 # The reason of the `failed` event of work dropped because its job was cancelled.
 CANCELLED_REASON: Final = "Cancelled"
 REASON_HEADER: Final = "x-kt-reason"
@@ -207,10 +220,48 @@ def _check_source_url(url: str) -> str:
     return url
 
 
-class JobMessage(_Model):
-    """One unit of work, published by the operator to a pool's work queue."""
+class StagedSource(_Model):
+    """A source's copy in the configured S3 store, which chunk workers read by ranges."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    bucket: str
+    key: str = Field(min_length=1, max_length=1024)
+
+
+class ChunkTask(_Model):
+    """One part of a chunked job: every video rung of one time range, or the whole audio.
+
+    Published by the worker that planned the job, to the same queue at the job's priority.
+    `probed` is what that worker's ffprobe found, so every part plans the same ladder.
+    """
+
+    kind: Literal["video", "audio"]
+    # Video: the chunk's index (0-based). Audio: the number of video chunks.
+    index: int = Field(ge=0)
+    chunks: int = Field(ge=2, description="how many video chunks the job has")
+    start_seconds: float = Field(ge=0)
+    duration_seconds: float = Field(gt=0)
+    first_segment: int = Field(ge=0)
+    source: StagedSource
+    probed: SourceInfo
+
+    @property
+    def name(self) -> str:
+        return AUDIO_TASK if self.kind == "audio" else chunk_task_name(self.index)
+
+    @property
+    def total_tasks(self) -> int:
+        """Video chunks plus the audio task, when the source has audio."""
+        return self.chunks + (1 if self.probed.has_audio else 0)
+
+
+class JobMessage(_Model):
+    """One unit of work, published by the operator to a pool's work queue.
+
+    Without `task` it is a whole job: the worker encodes it in one run, or plans it into
+    chunk tasks that it publishes to the same queue (see kube_transcode.chunks).
+    """
+
+    schema_version: Literal[1, 2] = SCHEMA_VERSION
     job: JobRef
     # 1 for the first delivery; the worker republishes with attempt + 1 for each retry.
     attempt: int = Field(default=1, ge=1, le=MAX_ATTEMPTS_LIMIT)
@@ -225,6 +276,8 @@ class JobMessage(_Model):
     hls: HlsOptions = HlsOptions()
     output: OutputLocation
     deadline: AwareDatetime | None = None
+    chunking: ChunkingOptions = ChunkingOptions()
+    task: ChunkTask | None = None
 
     @field_validator("source")
     @classmethod
@@ -233,6 +286,16 @@ class JobMessage(_Model):
 
     def next_attempt(self) -> JobMessage:
         return self.model_copy(update={"attempt": self.attempt + 1})
+
+    def for_task(self, task: ChunkTask) -> JobMessage:
+        """This job's part `task`: its own first attempt, the job's limits and deadline."""
+        return self.model_copy(
+            update={"task": task, "attempt": 1, "schema_version": SCHEMA_VERSION}
+        )
+
+    @property
+    def task_name(self) -> str:
+        return PLAN_TASK if self.task is None else self.task.name
 
 
 class RenditionOutput(_Model):
@@ -251,10 +314,23 @@ class JobOutputs(_Model):
     has_audio: bool
 
 
-class JobEvent(_Model):
-    """What a worker reports about one attempt; the operator turns it into the job's status."""
+class ChunkReport(_Model):
+    """Which part of a chunked job an event is about, and the job's parts as stored now."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    task: str = Field(pattern=r"^(plan|audio|chunk-[0-9]{4,})$")
+    counts: ChunkCounts
+    # This part's outputs (and its manifest) are stored: it will not be encoded again.
+    stored: bool = False
+
+
+class JobEvent(_Model):
+    """What a worker reports about one attempt; the operator turns it into the job's status.
+
+    For a chunked job, `attempt` is the attempt of the part in `chunk` (each part has its
+    own), except for the `plan` part, whose attempt is the job's.
+    """
+
+    schema_version: Literal[1, 2] = SCHEMA_VERSION
     job: JobRef
     attempt: int = Field(ge=1)
     worker: str
@@ -266,8 +342,16 @@ class JobEvent(_Model):
     # requeued: the attempt the job comes back with (same one after a shutdown) and when.
     next_attempt: int | None = Field(default=None, ge=1)
     retry_at: AwareDatetime | None = None
+    chunk: ChunkReport | None = None
     started_at: AwareDatetime
     at: AwareDatetime
+
+    @property
+    def part(self) -> str | None:
+        """The chunk task this event is about (`chunk-0003`, `audio`); None for the job's own."""
+        if self.chunk is None or self.chunk.task == PLAN_TASK:
+            return None
+        return self.chunk.task
 
     @field_validator("reason")
     @classmethod
@@ -288,7 +372,7 @@ class JobEvent(_Model):
 class JobCancel(_Model):
     """Stop every attempt of this job up to `job.generation`; do not start queued ones."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1, 2] = SCHEMA_VERSION
     job: JobRef
     reason: str = Field(pattern=_REASON.pattern)
     message: str = Field(max_length=1000)
@@ -317,9 +401,10 @@ def _decode(body: bytes, model: type[_M]) -> _M:
     if not isinstance(data, dict):
         raise InvalidMessageError(f"body is JSON {type(data).__name__}, not an object")
     version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_VERSIONS:
         raise InvalidMessageError(
-            f"unsupported schema_version {version!r} (this code speaks {SCHEMA_VERSION})"
+            f"unsupported schema_version {version!r} (this code reads "
+            f"{', '.join(str(v) for v in READABLE_VERSIONS)})"
         )
     try:
         return model.model_validate_json(body)
@@ -372,6 +457,13 @@ def pool_of_queue(queue: str) -> str:
 
 def cancelled_marker_key(uid: str) -> str:
     return f"{CANCELLED_MARKER_PREFIX}/{uid}"
+
+
+def work_area_prefix(uid: str, generation: int | None = None) -> str:
+    """A chunked job's work area (all its generations' when `generation` is None), with '/'."""
+    if generation is None:
+        return f"{WORK_AREA_PREFIX}/{uid}/"
+    return f"{WORK_AREA_PREFIX}/{uid}/{generation}/"
 
 
 def dead_letter_name(queue: str) -> str:
