@@ -57,7 +57,7 @@ from kube_transcode.chunks import (
     ChunkingOptions,
     chunk_task_name,
 )
-from kube_transcode.ladder import HlsOptions, Rung, SourceInfo, rung_by_name
+from kube_transcode.ladder import HlsOptions, Rung, SourceInfo, X264Preset, rung_by_name
 from kube_transcode.names import MASTER_PLAYLIST_NAME
 
 # 2: chunked encoding (a JobMessage's `task`, a JobEvent's `chunk`). Readers accept 1 too:
@@ -243,6 +243,9 @@ class ChunkTask(_Model):
     first_segment: int = Field(ge=0)
     source: StagedSource
     probed: SourceInfo
+    # The planning worker's: every part of a job is encoded alike (a pool's workers may be
+    # configured differently while a job runs; its chunks must still meet seamlessly).
+    preset: X264Preset
 
     @property
     def name(self) -> str:

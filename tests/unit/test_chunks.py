@@ -130,6 +130,7 @@ def _task(kind: str = "video") -> ChunkTask:
             "first_segment": 0 if kind == "audio" else 5,
             "source": StagedSource(bucket="videos", key=work_area_prefix("u-1", 2) + "source"),
             "probed": probed,
+            "preset": "veryfast",
         }
     )
 

@@ -36,7 +36,6 @@ from kube_transcode_worker.errors import PermanentJobError
 from kube_transcode_worker.events import AttemptReporter
 from kube_transcode_worker.health import HealthState
 from kube_transcode_worker.inflight import CancelReason, InFlight, run_attempt
-from kube_transcode_worker.job import JobTools
 from kube_transcode_worker.renewal import renew_delivery
 from kube_transcode_worker.retry import (
     Failed,
@@ -49,6 +48,7 @@ from kube_transcode_worker.retry import (
 from kube_transcode_worker.session import Session, keep_serving
 from kube_transcode_worker.settings import WorkerSettings
 from kube_transcode_worker.settler import Attempt, Settler
+from kube_transcode_worker.tools import JobTools
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +223,7 @@ class Consumer:
     def _settle(self, inflight: InFlight, outcome: Outcome) -> None:
         """The end of a job read from a delivery; it is no longer in flight."""
         inflight.outcome = outcome
-        attempt = Attempt(inflight.message, inflight.reporter, inflight.outputs)
+        attempt = Attempt(inflight.message, inflight.reporter, inflight.result)
         self._require_settler().settle(outcome, inflight.delivery, attempt)
         if inflight is self._inflight:
             self._inflight = None

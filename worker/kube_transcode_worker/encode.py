@@ -3,6 +3,13 @@
 Every rung gets keyframes at the same segment boundaries (forced by time, so 23.976 fps and
 variable frame rates align too); audio is encoded once into its own rendition. FFmpeg writes
 the media playlists; the master playlist is ours (see hls.py).
+
+A chunked job's part (kube_transcode.chunks) is the same run cut down: a video chunk reads
+its time range only (accurate input seek, `-t`), shifts its output by the range's start
+(`-output_ts_offset`) and numbers its segments from the range's first one (`-start_number`),
+so its segments are those of one continuous encode; the audio part encodes the whole
+source's audio alone. Parts read the source's staged copy over HTTP(S) (a presigned URL:
+FFmpeg seeks in it with range requests).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kube_transcode.ladder import AUDIO_RENDITION_NAME, DEFAULT_X264_PRESET, LadderPlan, X264Preset
+from kube_transcode.messages import ChunkTask
 from kube_transcode_worker.errors import JobCancelledError, PermanentJobError, TransientJobError
 from kube_transcode_worker.hls import AUDIO_GROUP_ID, MEDIA_PLAYLIST_NAME, SEGMENT_PATTERN
 from kube_transcode_worker.probe import DEFAULT_ALLOWED_DEMUXERS
@@ -63,15 +71,23 @@ def filter_graph(plan: LadderPlan) -> str:
     return ";".join(chains)
 
 
-def var_stream_map(plan: LadderPlan) -> str:
+def var_stream_map(plan: LadderPlan, part: ChunkTask | None = None) -> str:
     """Which output streams form each rendition; name: gives each its folder via %v."""
-    group = f",agroup:{AUDIO_GROUP_ID}" if plan.audio else ""
+    if part is not None and part.kind == "audio":
+        return f"a:0,name:{AUDIO_RENDITION_NAME}"
+    with_audio = plan.audio is not None and part is None
+    group = f",agroup:{AUDIO_GROUP_ID}" if with_audio else ""
     entries = [
         f"v:{index}{group},name:{rendition.name}" for index, rendition in enumerate(plan.renditions)
     ]
-    if plan.audio:
+    if with_audio:
         entries.append(f"a:0{group},name:{AUDIO_RENDITION_NAME}")
     return " ".join(entries)
+
+
+def encoded_duration(plan: LadderPlan, part: ChunkTask | None) -> float:
+    """Seconds of media this run produces: the source's, or the part's range."""
+    return plan.source.duration_seconds if part is None else part.duration_seconds
 
 
 def keyframe_interval_frames(plan: LadderPlan) -> int:
@@ -84,16 +100,34 @@ def input_demuxer(container: str) -> str:
     return container.split(",", 1)[0]
 
 
+# Every part's timeline starts this much later than the source's. A video chunk's B-frames
+# are decoded before they are shown, so its first timestamps precede its offset; FFmpeg
+# shifts an output whose timestamps would go negative, which only the first chunk's would
+# without this lead, breaking the timeline where it meets the second. Longer than x264's
+# reorder delay at any preset and frame rate we accept (16 B-frames at 10 fps). The audio
+# part gets the same lead, and its AAC priming then lies before it, as in a whole run.
+PART_TIMELINE_LEAD_SECONDS = 2.0
+
+# The protocols a part's presigned URL needs (HTTP(S) to the S3 store, nothing else).
+STAGED_SOURCE_PROTOCOLS = "http,https,tcp,tls"
+
+# A local file, or the presigned http(s) URL of a staged source (our own, never a user's).
+EncodeInput = Path | str
+
+
 def ffmpeg_command(
     plan: LadderPlan,
-    input_path: Path,
+    source: EncodeInput,
     out_dir: Path,
     *,
+    part: ChunkTask | None = None,
     preset: X264Preset = DEFAULT_X264_PRESET,
     ffmpeg: str = "ffmpeg",
     allowed_demuxers: tuple[str, ...] = DEFAULT_ALLOWED_DEMUXERS,
 ) -> list[str]:
     """The whole argument list (no shell); every value comes from validated models."""
+    audio_only = part is not None and part.kind == "audio"
+    video_only = part is not None and part.kind == "video"
     return [
         ffmpeg,
         "-hide_banner",
@@ -101,29 +135,35 @@ def ffmpeg_command(
         "-loglevel",
         "error",
         "-y",
-        *_input_args(plan, input_path, allowed_demuxers),
-        *_video_args(plan, preset),
-        *_audio_args(plan),
-        *_hls_args(plan, out_dir.resolve()),
+        *_input_args(plan, source, part, allowed_demuxers),
+        *([] if audio_only else _video_args(plan, preset)),
+        *([] if video_only else _audio_args(plan)),
+        *_hls_args(plan, out_dir.resolve(), part),
     ]
 
 
-def _input_args(plan: LadderPlan, input_path: Path, allowed_demuxers: tuple[str, ...]) -> list[str]:
+def _input_args(
+    plan: LadderPlan, source: EncodeInput, part: ChunkTask | None, allowed_demuxers: tuple[str, ...]
+) -> list[str]:
     """The one input, its demuxer pinned, decoded once into the scaling graph."""
-    args = [
-        "-format_whitelist",
-        ",".join(allowed_demuxers),
-        # Pin the demuxer ffprobe accepted, so FFmpeg cannot probe its way to another.
-        "-f",
-        input_demuxer(plan.source.container),
-        "-i",
-        f"file:{input_path.resolve()}",
-        "-filter_complex",
-        filter_graph(plan),
-    ]
-    for index in range(len(plan.renditions)):
-        args += ["-map", f"[v{index}]"]
-    if plan.audio:
+    args = ["-format_whitelist", ",".join(allowed_demuxers)]
+    if isinstance(source, Path):
+        location = f"file:{source.resolve()}"
+    else:
+        if not source.startswith(("http://", "https://")):
+            raise ValueError("a staged source is read over http(s) only")
+        args += ["-protocol_whitelist", STAGED_SOURCE_PROTOCOLS]
+        location = source
+    if part is not None and part.kind == "video":
+        # Before -i: an accurate seek (decode from the keyframe before, drop up to start).
+        args += ["-ss", f"{part.start_seconds:.6f}", "-t", f"{part.duration_seconds:.6f}"]
+    # Pin the demuxer ffprobe accepted, so FFmpeg cannot probe its way to another.
+    args += ["-f", input_demuxer(plan.source.container), "-i", location]
+    if part is None or part.kind == "video":
+        args += ["-filter_complex", filter_graph(plan)]
+        for index in range(len(plan.renditions)):
+            args += ["-map", f"[v{index}]"]
+    if plan.audio and (part is None or part.kind == "audio"):
         args += ["-map", "0:a:0"]
     # Source tags (camera GPS, encoder names) do not belong in published output.
     return [*args, "-map_metadata", "-1", "-map_chapters", "-1"]
@@ -174,12 +214,20 @@ def _audio_args(plan: LadderPlan) -> list[str]:
     ]
 
 
-def _hls_args(plan: LadderPlan, out_dir: Path) -> list[str]:
+def _hls_args(plan: LadderPlan, out_dir: Path, part: ChunkTask | None) -> list[str]:
     """The HLS muxer: a folder per rendition, VOD playlists, progress on stdout."""
+    placement: list[str] = []
+    if part is not None:
+        offset = PART_TIMELINE_LEAD_SECONDS
+        if part.kind == "video":
+            offset += part.start_seconds
+            placement = ["-start_number", str(part.first_segment)]
+        placement = ["-output_ts_offset", f"{offset:.6f}", *placement]
     return [
         # Many encoders fed by one decoder start at different times; give the muxer room.
         "-max_muxing_queue_size",
         "1024",
+        *placement,
         "-f",
         "hls",
         "-hls_time",
@@ -193,7 +241,7 @@ def _hls_args(plan: LadderPlan, out_dir: Path) -> list[str]:
         "-hls_segment_filename",
         str(out_dir / "%v" / SEGMENT_PATTERN),
         "-var_stream_map",
-        var_stream_map(plan),
+        var_stream_map(plan, part),
         "-nostats",
         "-progress",
         "pipe:1",
@@ -236,11 +284,12 @@ def progress_percent(out_time_us: int, duration_seconds: float) -> float:
 
 def run_encode(
     plan: LadderPlan,
-    input_path: Path,
+    source: EncodeInput,
     out_dir: Path,
     on_progress: Callable[[float], None],
     cancel: threading.Event,
     *,
+    part: ChunkTask | None = None,
     preset: X264Preset = DEFAULT_X264_PRESET,
     ffmpeg: str = "ffmpeg",
     allowed_demuxers: tuple[str, ...] = DEFAULT_ALLOWED_DEMUXERS,
@@ -253,8 +302,15 @@ def run_encode(
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     command = ffmpeg_command(
-        plan, input_path, out_dir, preset=preset, ffmpeg=ffmpeg, allowed_demuxers=allowed_demuxers
+        plan,
+        source,
+        out_dir,
+        part=part,
+        preset=preset,
+        ffmpeg=ffmpeg,
+        allowed_demuxers=allowed_demuxers,
     )
+    duration = encoded_duration(plan, part)
     started = time.monotonic()
     process = subprocess.Popen(
         command,
@@ -280,11 +336,7 @@ def run_encode(
         for update in parse_progress(process.stdout):
             if update.out_time_us is not None:
                 encoded_us = max(encoded_us, update.out_time_us)
-            percent = (
-                100.0
-                if update.finished
-                else progress_percent(encoded_us, plan.source.duration_seconds)
-            )
+            percent = 100.0 if update.finished else progress_percent(encoded_us, duration)
             on_progress(percent)
         returncode = process.wait()
     finally:
@@ -296,7 +348,7 @@ def run_encode(
         raise JobCancelledError()
     _raise_for_failure(returncode, list(stderr_tail))
     encoded_seconds = encoded_us / 1e6
-    _check_complete(encoded_seconds, plan.source.duration_seconds, list(stderr_tail))
+    _check_complete(encoded_seconds, duration, list(stderr_tail))
     return EncodeResult(
         out_dir=out_dir,
         encoded_seconds=encoded_seconds,

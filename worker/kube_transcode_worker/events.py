@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from kube_transcode.messages import JobEvent, JobMessage, Phase, now_utc
+from kube_transcode.messages import ChunkReport, JobEvent, JobMessage, Phase, now_utc
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,8 @@ class AttemptReporter:
         self._percent = 0.0
         self._last_sent = float("-inf")
         self._lock = threading.Lock()
+        # A chunked job's part: what every event of this attempt says about the parts.
+        self.chunk: ChunkReport | None = None
 
     @property
     def percent(self) -> float:
@@ -47,6 +49,7 @@ class AttemptReporter:
 
     def event(self, phase: Phase, **fields: Any) -> JobEvent:
         fields.setdefault("progress_percent", self._percent)
+        fields.setdefault("chunk", self.chunk)
         return JobEvent(
             job=self.message.job,
             attempt=self.message.attempt,

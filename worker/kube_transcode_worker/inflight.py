@@ -10,7 +10,8 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
-from kube_transcode.messages import JobCancel, JobMessage, JobOutputs
+from kube_transcode.messages import JobCancel, JobMessage
+from kube_transcode_worker.chunked import TaskResult
 from kube_transcode_worker.delivery import Delivery
 from kube_transcode_worker.errors import (
     CancelRequestedError,
@@ -19,7 +20,7 @@ from kube_transcode_worker.errors import (
     TransientJobError,
 )
 from kube_transcode_worker.events import AttemptReporter
-from kube_transcode_worker.job import JobTools, run_job
+from kube_transcode_worker.job import run_job
 from kube_transcode_worker.retry import (
     INTERNAL_ERROR,
     Cancelled,
@@ -29,6 +30,7 @@ from kube_transcode_worker.retry import (
     Succeeded,
 )
 from kube_transcode_worker.session import Session
+from kube_transcode_worker.tools import JobTools
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,7 @@ class InFlight:
     cancel_reason: str | None = None
     cancel_request: JobCancel | None = None  # with CancelReason.CANCELLED
     outcome: Outcome | None = None
-    outputs: JobOutputs | None = None
+    result: TaskResult | None = None
     thread: threading.Thread | None = None
 
     def stop(self, reason: str) -> None:
@@ -61,13 +63,13 @@ class InFlight:
 
 
 def run_attempt(inflight: InFlight, tools: JobTools) -> Outcome:
-    """On the job thread: run the job; record its outputs; return how it ended."""
+    """On the job thread: run the job; record its result; return how it ended."""
     return _explained_by_stop(inflight, _attempt(inflight, tools))
 
 
 def _attempt(inflight: InFlight, tools: JobTools) -> Outcome:
     try:
-        inflight.outputs = run_job(inflight.message, tools, inflight.reporter, inflight.cancel)
+        inflight.result = run_job(inflight.message, tools, inflight.reporter, inflight.cancel)
     except CancelRequestedError as exc:
         return Cancelled(exc.message)
     except JobError as exc:

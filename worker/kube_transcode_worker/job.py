@@ -1,11 +1,17 @@
-"""One job, end to end: fetch, probe, plan, encode, master playlist, store; scratch removed.
+"""One delivery's work, end to end, on the worker's job thread; scratch removed after.
 
-Runs in the worker's job thread. It raises JobError subclasses for the consumer to settle and
-never touches the broker itself: phases and progress go through the reporter.
+A whole job: fetch, probe, plan. A short source (or chunking Off) is encoded in one run:
+encode, master playlist, store. A long one is planned into parts (chunked.py) that other
+deliveries run; a part encodes its range, stores it, and the last one assembles the ladder.
+
+It raises JobError subclasses for the consumer to settle and never touches the broker
+itself: phases and progress go through the reporter, the parts to publish go back in the
+TaskResult.
 
 The operator's cancel marker is read before anything starts and again right before the
-master playlist is stored: a job cancelled while it waited in the queue, or whose broadcast
-cancel this worker missed, produces no outputs (CancelRequestedError).
+master playlist (or a part's manifest) is stored: a job cancelled while it waited in the
+queue, or whose broadcast cancel this worker missed, produces no outputs
+(CancelRequestedError).
 """
 
 from __future__ import annotations
@@ -14,24 +20,19 @@ import logging
 import shutil
 import tempfile
 import threading
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
-from kube_transcode.ladder import AUDIO_RENDITION_NAME, LadderPlan, SourceInfo, plan_ladder
-from kube_transcode.messages import JobMessage, JobOutputs, Phase, RenditionOutput
+from kube_transcode.chunks import plan_chunks
+from kube_transcode.messages import JobMessage, Phase
+from kube_transcode_worker.chunked import TaskResult, run_part, split
 from kube_transcode_worker.encode import run_encode
-from kube_transcode_worker.errors import CancelRequestedError, JobError, PermanentJobError
+from kube_transcode_worker.errors import JobError, PermanentJobError
 from kube_transcode_worker.events import AttemptReporter
-from kube_transcode_worker.fetch import Fetcher
-from kube_transcode_worker.hls import (
-    MASTER_PLAYLIST_NAME,
-    parse_master_playlist,
-    write_master_playlist,
-)
-from kube_transcode_worker.metrics import WorkerMetrics
+from kube_transcode_worker.hls import write_master_playlist
 from kube_transcode_worker.probe import probe_source
-from kube_transcode_worker.settings import WorkerSettings
-from kube_transcode_worker.store import LadderStore
+from kube_transcode_worker.tools import JobTools, check_not_cancelled, outputs, plan_for
+from kube_transcode_worker.workarea import WorkArea
 
 log = logging.getLogger(__name__)
 
@@ -39,35 +40,28 @@ SOURCE_NAME = "source"
 LADDER_DIR = "ladder"
 
 
-@dataclass(frozen=True)
-class JobTools:
-    """What every job uses, built once per worker."""
-
-    settings: WorkerSettings
-    fetcher: Fetcher
-    store: LadderStore
-    metrics: WorkerMetrics
-
-
 def run_job(
     message: JobMessage, tools: JobTools, reporter: AttemptReporter, cancel: threading.Event
-) -> JobOutputs:
+) -> TaskResult:
     check_not_cancelled(message, tools.store)
     tools.settings.worker_dir.mkdir(parents=True, exist_ok=True)
     scratch = Path(
         tempfile.mkdtemp(prefix=f"job-{message.job.uid}-", dir=tools.settings.worker_dir)
     )
+    work = WorkArea(tools.store, message.output.bucket, message.job)
     try:
-        return _run_in(scratch, message, tools, reporter, cancel)
+        if message.task is not None:
+            return run_part(scratch, message, tools, work, reporter, cancel)
+        return _run_in(scratch, message, tools, work, reporter, cancel)
     except JobError as error:
-        error.in_user_terms(user_names(scratch, message))
+        error.in_user_terms(user_names(scratch, message, work.presigned_urls_given))
         raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def user_names(scratch: Path, message: JobMessage) -> dict[str, str]:
-    """A job's scratch files as its user knows them: the source URL, the output location."""
+def user_names(scratch: Path, message: JobMessage, presigned: Sequence[str] = ()) -> dict[str, str]:
+    """A job's scratch files (and a part's presigned source URL) as its user knows them."""
     names: dict[str, str] = {}
     for path, known_as in (
         (scratch / SOURCE_NAME, message.source),
@@ -76,6 +70,7 @@ def user_names(scratch: Path, message: JobMessage) -> dict[str, str]:
     ):
         names[str(path)] = known_as
         names[str(path.resolve())] = known_as
+    names.update(dict.fromkeys(presigned, message.source))
     return names
 
 
@@ -83,9 +78,10 @@ def _run_in(
     scratch: Path,
     message: JobMessage,
     tools: JobTools,
+    work: WorkArea,
     reporter: AttemptReporter,
     cancel: threading.Event,
-) -> JobOutputs:
+) -> TaskResult:
     settings, metrics = tools.settings, tools.metrics
     reporter.phase(Phase.fetching)
     fetched = tools.fetcher.fetch(message.source, scratch / SOURCE_NAME, cancel)
@@ -95,7 +91,13 @@ def _run_in(
 
     reporter.phase(Phase.probing)
     source = probe_source(fetched.path, settings.probe_limits)
-    plan = _plan(message, source)
+    plan = plan_for(message, source)
+    try:
+        ranges = plan_chunks(source.duration_seconds, message.hls.segment_seconds, message.chunking)
+    except ValueError as exc:
+        raise PermanentJobError("InvalidChunking", str(exc)) from None
+    if ranges:
+        return split(message, fetched.path, source, ranges, work, settings.ffmpeg_preset, cancel)
 
     reporter.phase(Phase.transcoding)
     ladder = scratch / LADDER_DIR
@@ -131,42 +133,4 @@ def _run_in(
         stored.seconds,
         len(stored.removed),
     )
-    return outputs(message, plan, master.read_text())
-
-
-def check_not_cancelled(message: JobMessage, store: LadderStore) -> None:
-    """Raises CancelRequestedError when the operator's marker covers this message's job."""
-    marker = store.cancel_marker(message.output.bucket, message.job.uid)
-    if marker is not None and marker.covers(message.job):
-        raise CancelRequestedError(marker.describe())
-
-
-def _plan(message: JobMessage, source: SourceInfo) -> LadderPlan:
-    try:
-        return plan_ladder(source, message.ladder.resolve(), hls=message.hls)
-    except ValueError as exc:
-        raise PermanentJobError("InvalidLadder", str(exc)) from None
-
-
-def outputs(message: JobMessage, plan: LadderPlan, master_text: str) -> JobOutputs:
-    """What the job produced, as the master playlist tells a player."""
-    renditions = []
-    for variant in parse_master_playlist(master_text).variants:
-        attributes = variant.attributes
-        width, _, height = attributes["RESOLUTION"].partition("x")
-        renditions.append(
-            RenditionOutput(
-                name=variant.uri.split("/", 1)[0],
-                width=int(width),
-                height=int(height),
-                bandwidth=int(attributes["BANDWIDTH"]),
-                average_bandwidth=int(attributes.get("AVERAGE-BANDWIDTH", 0)),
-                codecs=attributes.get("CODECS", ""),
-                playlist_uri=message.output.uri(variant.uri),
-            )
-        )
-    return JobOutputs(
-        master_uri=message.output.uri(MASTER_PLAYLIST_NAME),
-        renditions=tuple(renditions),
-        has_audio=plan.audio is not None and AUDIO_RENDITION_NAME in master_text,
-    )
+    return TaskResult(outputs=outputs(message, plan, master.read_text()))

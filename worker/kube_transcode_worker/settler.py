@@ -1,7 +1,9 @@
 """The one place a delivery is settled: an Outcome in, retry.decide, then its Settlement done.
 
 Every settlement reports before it lets go of the delivery:
-- Ack:        `succeeded` event (confirmed), then ack.
+- Ack:        a plan's parts published to the work queue at the job's priority (confirmed),
+              then the `succeeded` event (or, for a plan or a part stored, a progress event
+              with its chunk report), then ack.
 - Retry:      the body with attempt + 1 goes to the delay queue `Q.retry.<attempt>` with a
               per-message expiration (full-jitter backoff; the job's own base and cap,
               within KT_RETRY_MAX_SECONDS); on expiry it dead-letters back to Q. Then a
@@ -28,15 +30,17 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final, assert_never
 
+import pika
+
 from kube_transcode.messages import (
     ATTEMPT_HEADER,
+    CONTENT_TYPE,
     MAX_HEADER_MESSAGE_CHARS,
     MESSAGE_HEADER,
     REASON_HEADER,
     WORKER_HEADER,
     JobEvent,
     JobMessage,
-    JobOutputs,
     Phase,
     back_to_queue_arguments,
     dead_letter_name,
@@ -45,7 +49,8 @@ from kube_transcode.messages import (
     now_utc,
     retry_queue_name,
 )
-from kube_transcode_worker.delivery import Delivery, copied_properties
+from kube_transcode_worker.chunked import TaskResult
+from kube_transcode_worker.delivery import PERSISTENT, Delivery, copied_properties
 from kube_transcode_worker.events import AttemptReporter
 from kube_transcode_worker.metrics import WorkerMetrics
 from kube_transcode_worker.retry import (
@@ -73,7 +78,7 @@ class Attempt:
 
     message: JobMessage
     reporter: AttemptReporter
-    outputs: JobOutputs | None = None
+    result: TaskResult | None = None
 
 
 class Settler:
@@ -123,14 +128,32 @@ class Settler:
             assert_never(settlement)
 
     def _succeed(self, delivery: Delivery, attempt: Attempt) -> None:
-        outputs = attempt.outputs
-        assert outputs is not None
+        result = attempt.result
+        assert result is not None
+        for task in result.tasks:
+            self._publish_task(task)
+        reporter = attempt.reporter
+        if result.outputs is None:  # a plan, or a part stored: the job goes on
+            self.session.publish_event(reporter.event(Phase.transcoding, chunk=result.chunk))
+            self._channel.basic_ack(delivery.tag)
+            self._metrics.jobs.labels("part-done").inc()
+            log.info("job %s: %s done", attempt.message.job.uid, attempt.message.task_name)
+            return
         self.session.publish_event(
-            attempt.reporter.event(Phase.succeeded, progress_percent=100, outputs=outputs)
+            reporter.event(
+                Phase.succeeded, progress_percent=100, outputs=result.outputs, chunk=result.chunk
+            )
         )
         self._channel.basic_ack(delivery.tag)
         self._metrics.jobs.labels("succeeded").inc()
-        log.info("job %s succeeded: %s", attempt.message.job.uid, outputs.master_uri)
+        log.info("job %s succeeded: %s", attempt.message.job.uid, result.outputs.master_uri)
+
+    def _publish_task(self, task: JobMessage) -> None:
+        """A part of a planned job, into our own work queue at the job's priority."""
+        properties = pika.BasicProperties(
+            content_type=CONTENT_TYPE, delivery_mode=PERSISTENT, priority=task.priority.amqp
+        )
+        self._channel.basic_publish("", self._settings.queue, encode(task), properties)
 
     def _requeue(self, delivery: Delivery, reason: str, attempt: Attempt | None) -> None:
         if attempt is not None:

@@ -169,8 +169,13 @@ class LadderStore:
         prefix: str,
         cancel: threading.Event,
         before_master: Callable[[], None] = lambda: None,
+        stored_before: Iterable[str] = (),
     ) -> StoreResult:
-        """Store the ladder; `before_master` may raise to keep the master playlist unwritten."""
+        """Store the ladder; `before_master` may raise to keep the master playlist unwritten.
+
+        `stored_before`: keys of this ladder already stored (a chunked job's segments, put by
+        its parts), which the removal of stale objects keeps.
+        """
         started = time.monotonic()
         prefix = validate_prefix(prefix.strip("/"))
         uploads = plan_uploads(folder, prefix)
@@ -184,9 +189,27 @@ class LadderStore:
                     before_master()
                 uploaded += self._wave(pool, wave, bucket, cancel)
         wanted = [u.key for u in uploads]
-        removed = stale_keys(self._list(bucket, prefix), wanted)
+        removed = stale_keys(self._list(bucket, prefix), [*wanted, *stored_before])
         self._delete(bucket, removed)
         return StoreResult(tuple(wanted), uploaded, tuple(removed), time.monotonic() - started)
+
+    def put_segments(
+        self, folder: Path, bucket: str, prefix: str, cancel: threading.Event
+    ) -> StoreResult:
+        """Store the segments under folder (not its playlists) at their ladder keys."""
+        started = time.monotonic()
+        uploads = [u for u in plan_uploads(folder, prefix) if not u.is_playlist]
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="upload") as pool:
+            uploaded = self._wave(pool, uploads, bucket, cancel) if uploads else 0
+        keys = tuple(u.key for u in uploads)
+        return StoreResult(keys, uploaded, (), time.monotonic() - started)
+
+    def list_keys(self, bucket: str, prefix: str) -> list[str]:
+        """Every key under prefix/ (prefix given without its trailing slash)."""
+        return self._list(bucket, prefix.rstrip("/"))
+
+    def delete_keys(self, bucket: str, keys: list[str]) -> None:
+        self._delete(bucket, keys)
 
     def cancel_marker(self, bucket: str, uid: str) -> JobCancel | None:
         """The operator's cancel marker of job `uid` in `bucket`, if there is a readable one."""
@@ -201,7 +224,7 @@ class LadderStore:
                 raise
             return body
 
-        body = self._retrying(f"reading s3://{bucket}/{key}", read)
+        body = self.retrying(f"reading s3://{bucket}/{key}", read)
         if body is None:
             return None
         try:
@@ -237,7 +260,7 @@ class LadderStore:
             self.on_bytes(size)
             return size
 
-        return self._retrying(f"upload of s3://{bucket}/{upload.key}", put)
+        return self.retrying(f"upload of s3://{bucket}/{upload.key}", put)
 
     def _list(self, bucket: str, prefix: str) -> list[str]:
         def list_keys() -> list[str]:
@@ -247,7 +270,7 @@ class LadderStore:
                 keys.extend(obj["Key"] for obj in page.get("Contents", []))
             return keys
 
-        return self._retrying(f"listing s3://{bucket}/{prefix}/", list_keys)
+        return self.retrying(f"listing s3://{bucket}/{prefix}/", list_keys)
 
     def _delete(self, bucket: str, keys: list[str]) -> None:
         for start in range(0, len(keys), 1000):
@@ -264,10 +287,11 @@ class LadderStore:
                         f"cannot delete {first.get('Key')}: {first.get('Code')}",
                     )
 
-            self._retrying(f"removing {len(batch)} stale objects", delete)
-            log.info("removed %d stale objects from an earlier ladder", len(batch))
+            self.retrying(f"removing {len(batch)} objects", delete)
+            log.info("removed %d objects", len(batch))
 
-    def _retrying(self, what: str, call: Callable[[], T]) -> T:
+    def retrying(self, what: str, call: Callable[[], T]) -> T:
+        """`call`, retried with full-jitter backoff on transient S3 errors."""
         for attempt in range(1, self.attempts + 1):
             try:
                 return call()

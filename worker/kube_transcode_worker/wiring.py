@@ -10,10 +10,10 @@ from botocore.config import Config
 from pydantic import SecretStr
 
 from kube_transcode_worker.fetch import Fetcher, HttpFetcher, S3Fetcher
-from kube_transcode_worker.job import JobTools
 from kube_transcode_worker.metrics import WorkerMetrics
 from kube_transcode_worker.settings import StorageSettings, WorkerSettings
 from kube_transcode_worker.store import LadderStore
+from kube_transcode_worker.tools import JobTools
 
 
 def s3_client(settings: StorageSettings) -> Any:
