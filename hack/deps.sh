@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the project needs from package registries, skipping what is already there.
-# Debian packages (RabbitMQ, FFmpeg, Prometheus), the Python environment (hashed lock), and the
-# pinned Go tools (hack/tools.sh). Safe to run any number of times.
+# Debian packages (RabbitMQ, FFmpeg, Prometheus), the Python environment (hashed lock), the
+# pinned Go tools (hack/tools.sh) and the tests' browser player (hack/player.sh: Chromium,
+# hls.js). Safe to run any number of times.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 
@@ -24,3 +25,4 @@ fi
 
 "$root/hack/python.sh"
 "$root/hack/tools.sh"
+"$root/hack/player.sh"

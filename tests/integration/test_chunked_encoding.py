@@ -9,6 +9,7 @@ at a chunk boundary beyond one frame, and the audio lasts what the source does.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import signal
 from pathlib import Path
@@ -19,11 +20,13 @@ import pytest
 from kube_transcode.chunks import ChunkingOptions
 from kube_transcode.ladder import HlsOptions, plan_ladder
 from kube_transcode.messages import JobEvent, JobMessage, Phase, dead_letter_name, work_area_prefix
+from kube_transcode_devstack.release import playback_policy
 from kube_transcode_devstack.waiting import wait_until
 from kube_transcode_worker.hls import parse_master_playlist, parse_media_playlist
 from kube_transcode_worker.probe import ProbeLimits, probe_source
 from tests.harness.broker import QUEUE, Broker
 from tests.harness.media import check_ladder, ffprobe_json, make_source
+from tests.harness.player import play_ladder
 from tests.harness.storage import download_folder, object_keys, upload_source
 from tests.harness.worker import SMALL_LADDER, Workers, job_message
 
@@ -232,3 +235,38 @@ def test_a_stopped_worker_requeues_its_chunk_and_the_stored_ones_stay(
     assert succeeded.chunk.counts.redone == 1
     download_folder(s3, bucket, message.output.prefix, tmp_path / "ladder")
     _check_sound_ladder(tmp_path / "ladder", long_source)
+
+
+def test_a_chunked_ladder_plays_across_chunk_boundaries_in_a_browser(
+    workers: Workers, broker: Broker, s3: Any, bucket: str, long_source: Path
+) -> None:
+    """Headless Chromium with hls.js, every rendition start to end, and seeks into chunks."""
+    message = _chunked(bucket, upload_source(s3, bucket, long_source))
+    workers.start()
+    workers.start()
+    broker.publish(message)
+    broker.event(message.job.uid, Phase.succeeded, timeout=300)
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(playback_policy(bucket)))
+
+    seeks = (0.3, 0.7, 0.1)  # into the second, the fourth and the first chunk
+    report = play_ladder(
+        f"{workers.minio.endpoint}/{bucket}/{message.output.prefix}/master.m3u8",
+        rate=4.0,
+        seeks=seeks,
+    )
+
+    assert report.error is None, report.error
+    assert len(report.renditions) == 2
+    for rendition in report.renditions:
+        play, name = rendition.play, f"{rendition.level.height}p"
+        assert (play.outcome, play.fatal_error, play.ended) == ("met", None, True), (name, play)
+        underruns = [w for w in play.waiting_at if w.buffered_ahead_seconds < 0.1]
+        assert (play.stalls, underruns) == (0, []), (name, play)
+        assert play.played_seconds == pytest.approx(SECONDS, abs=0.25), (name, play)
+        assert abs(play.decoded_frames - SECONDS * 30) <= 0.03 * SECONDS * 30, (name, play)
+        for seek in rendition.seek.seeks:
+            assert seek.resumed, (name, seek)
+            assert seek.target_seconds < seek.reached_seconds < seek.target_seconds + 2, (
+                name,
+                seek,
+            )
