@@ -1,4 +1,6 @@
-"""Following one TranscodeJob to its end by a Kubernetes watch: phase and progress on stderr.
+"""Following one TranscodeJob to its end by a Kubernetes watch: phase and progress on stderr,
+and a chunked job's chunks (`chunks 5/13 done, 2 running`) on a line of their own whenever one
+more is stored: the bar's phase stays `Running`, so its time and ETA hold across chunks.
 
 `job_state` reads what a job says of itself (pure); `follow` gets the job once, then watches
 from that resourceVersion, so no change between the two is missed, and starts a new watch
@@ -32,6 +34,20 @@ class JobDeletedError(Exception):
 
 
 @dataclass(frozen=True)
+class Chunks:
+    """status.chunks: a chunked job's tasks (video chunks and audio)."""
+
+    total: int
+    done: int
+    running: int
+    redone: int
+
+    def describe(self) -> str:
+        text = f"chunks {self.done}/{self.total} done, {self.running} running"
+        return f"{text}, {self.redone} redone" if self.redone else text
+
+
+@dataclass(frozen=True)
 class JobState:
     phase: str  # Pending until the operator has written a phase
     progress: int | None
@@ -39,6 +55,7 @@ class JobState:
     playlist: str | None  # Succeeded: the master playlist's URL, else its s3:// location
     reason: str  # Failed: the Failed condition's reason and message
     message: str
+    chunks: Chunks | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -64,16 +81,43 @@ def job_state(job: Mapping[str, Any]) -> JobState:
         playlist=outputs.get("masterPlaylistUrl") or outputs.get("masterPlaylist"),
         reason=failed.get("reason") or "Failed",
         message=failed.get("message") or status.get("message") or "",
+        chunks=_chunks(status.get("chunks")),
     )
 
 
-def show(state: JobState, progress: ProgressReporter) -> None:
-    if state.succeeded:
-        progress.update(state.phase, 100.0)
-    elif state.phase == "Running":
-        progress.update(state.phase, float(state.progress or 0))
-    else:
-        progress.update(state.phase)
+def _chunks(found: Any) -> Chunks | None:
+    if not isinstance(found, Mapping) or not found.get("total"):
+        return None
+    return Chunks(
+        total=int(found["total"]),
+        done=int(found.get("done") or 0),
+        running=int(found.get("running") or 0),
+        redone=int(found.get("redone") or 0),
+    )
+
+
+class JobDisplay:
+    """A job's states on a ProgressReporter; its chunks when one more was stored (or first
+    seen), not on every change of the running ones."""
+
+    def __init__(self, progress: ProgressReporter) -> None:
+        self.progress = progress
+        self._shown: tuple[int, int] | None = None
+
+    def show(self, state: JobState) -> None:
+        chunks = state.chunks
+        if chunks is not None and (chunks.done, chunks.total) != self._shown:
+            self._shown = (chunks.done, chunks.total)
+            if self.progress.enabled:
+                self.progress.close()  # the bar's line ends first
+                self.progress.stream.write(chunks.describe() + "\n")
+                self.progress.stream.flush()
+        if state.succeeded:
+            self.progress.update(state.phase, 100.0)
+        elif state.phase == "Running":
+            self.progress.update(state.phase, float(state.progress or 0))
+        else:
+            self.progress.update(state.phase)
 
 
 def get_job(jobs: Any, namespace: str, name: str) -> dict[str, Any]:
@@ -98,8 +142,9 @@ def follow(
     """Watch the job until it has finished; its last state. `job`: as just created or read."""
     if job is None:
         job = get_job(jobs, namespace, name)
+    display = JobDisplay(progress)
     state = job_state(job)
-    show(state, progress)
+    display.show(state)
     version = job["metadata"]["resourceVersion"]
     while not state.finished:
         stream = watch.Watch()  # type: ignore[no-untyped-call]
@@ -123,7 +168,7 @@ def follow(
                 if event["type"] == "BOOKMARK":
                     continue
                 state = job_state(obj)
-                show(state, progress)
+                display.show(state)
                 if state.finished:
                     break
         except ApiException as error:
@@ -133,7 +178,7 @@ def follow(
             job = get_job(jobs, namespace, name)
             version = job["metadata"]["resourceVersion"]
             state = job_state(job)
-            show(state, progress)
+            display.show(state)
         finally:
             stream.stop()  # type: ignore[no-untyped-call]
     progress.close()

@@ -1,4 +1,5 @@
-"""At most one progress patch per job per interval; every other kind of event goes at once."""
+"""At most one progress patch per key (a job, or one part of a chunked job) per interval; every
+other kind of event goes at once."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ T = TypeVar("T")
 
 @dataclass
 class ProgressCoalescer(Generic[T]):
-    """Holds the latest progress update per job until its interval since the last patch passed.
+    """Holds the latest progress update per key until its interval since the last patch passed.
 
     `offer` says whether to apply an update now; held ones come back from `due`. A transition
     (anything but plain progress) is applied at once by the caller, who then calls `applied`,
@@ -45,3 +46,8 @@ class ProgressCoalescer(Generic[T]):
     def forget(self, key: str) -> None:
         self._last.pop(key, None)
         self._held.pop(key, None)
+
+    def forget_prefix(self, prefix: str) -> None:
+        """Every key that starts with `prefix` (all parts of a job)."""
+        for key in [k for k in {*self._last, *self._held} if k.startswith(prefix)]:
+            self.forget(key)

@@ -13,6 +13,7 @@ from kube_transcode_operator.settings import OperatorSettings
 from kube_transcode_operator.validation import (
     check_output_allowed,
     check_source_allowed,
+    chunking_options,
     output_location,
 )
 
@@ -29,9 +30,12 @@ def build_work(
     settings: OperatorSettings,
     *,
     started: datetime,
+    template: str | None = None,
 ) -> Work:
-    """Raises JobRejectedError when the spec may not run in this namespace."""
+    """Raises JobRejectedError when the spec may not run in this namespace, or its merge with
+    `template` (the TranscodeTemplate's name) made a combination the schema would refuse."""
     check_source_allowed(spec.source.url, settings)
+    chunking = chunking_options(spec, template)
     location = output_location(spec, ref.namespace, ref.name, settings)
     check_output_allowed(location, ref.namespace, settings)
     deadline = (
@@ -51,5 +55,6 @@ def build_work(
         hls=HlsOptions(segment_seconds=spec.hls.segment_seconds),
         output=location,
         deadline=deadline,
+        chunking=chunking,
     )
     return Work(message=message, queue=job_queue_name(spec.pool))

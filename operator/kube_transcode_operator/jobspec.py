@@ -1,5 +1,5 @@
 """The TranscodeJob spec as a typed model. The CRD defaults priority, pool and output; the
-defaults of ladder, hls and retry are applied here, after the merge with the job's
+defaults of ladder, hls, retry and chunking are applied here, after the merge with the job's
 TranscodeTemplate (templates.py), so a template's value beats them.
 
 The API server already rejected what the schema can express; parsing here only turns the
@@ -14,6 +14,8 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+
+from kube_transcode.chunks import MAX_CHUNK_SECONDS, MIN_CHUNK_SECONDS, ChunkingMode
 
 Priority = Literal["low", "normal", "high"]
 DEFAULT_POOL: Final = "default"  # the chart's worker Deployment serves it
@@ -48,6 +50,12 @@ class HlsSpec(_Model):
     segment_seconds: int = 6
 
 
+class ChunkingSpec(_Model):
+    mode: ChunkingMode = "Auto"
+    # None: the default chunk length for the segment length (kube_transcode.chunks).
+    chunk_seconds: int | None = Field(default=None, ge=MIN_CHUNK_SECONDS, le=MAX_CHUNK_SECONDS)
+
+
 class RetrySpec(_Model):
     attempts: int = Field(default=3, ge=1)
     backoff_seconds: int = Field(default=10, ge=1)
@@ -62,6 +70,7 @@ class TranscodeJobSpec(_Model):
     output: OutputSpec = OutputSpec()
     hls: HlsSpec = HlsSpec()
     retry: RetrySpec = RetrySpec()
+    chunking: ChunkingSpec = ChunkingSpec()
     active_deadline_seconds: int | None = None
     ttl_seconds_after_finished: int | None = None
 

@@ -22,6 +22,7 @@ POOLS = (GROUP, VERSION, POOL_PLURAL)
 AUTOSCALE_INTERVAL_SECONDS = 1.0
 DEADLINE_INTERVAL_SECONDS = 5.0
 TTL_INTERVAL_SECONDS = 10.0
+STOP_PARTS_INTERVAL_SECONDS = 1.0
 NOTIFY_INTERVAL_SECONDS = 1.0
 
 
@@ -77,6 +78,17 @@ async def deadline(
     body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: Logger, **_: Any
 ) -> None:
     await lifecycle.enforce_deadline(body, patch, memo, logger)
+
+
+@kopf.timer(
+    *JOBS,
+    interval=STOP_PARTS_INTERVAL_SECONDS,
+    when=lambda status, **_: lifecycle.has_parts_to_stop(status),
+)
+async def stop_parts(
+    body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: Logger, **_: Any
+) -> None:
+    await lifecycle.stop_parts(body, patch, memo, logger)
 
 
 @kopf.timer(

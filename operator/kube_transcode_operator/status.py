@@ -66,6 +66,7 @@ def _fresh_run(generation: int) -> StatusPatch:
         "outputs": None,
         "completionTime": None,
         "nextAttemptTime": None,
+        "chunks": None,
     }
 
 

@@ -3,6 +3,14 @@
 Pure. The worker decides retries (see kube_transcode_worker.retry): it reports each failed
 attempt as `requeued` with the next attempt and when, and the last one as `failed`. The
 operator mirrors those decisions into status and never publishes a retry itself.
+
+A chunked job (kube_transcode.chunks): the `plan` event starts `status.chunks`; each part
+(`chunk-0000`..., `audio`) then reports with its own attempt, so part events skip the
+attempt check. Their counts are the stored objects' and only grow, so `done` and `redone`
+take the maximum: a duplicate or late event changes nothing. A part's retry keeps the job
+Running; a part that fails for good fails the job (and `failedPart` says which, so the
+operator stops the others). Which parts run, and how far, only the caller knows (from the
+events it has seen since it started): `running_parts`.
 """
 
 from __future__ import annotations
@@ -13,7 +21,8 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from kube_transcode.messages import JobEvent, Phase
+from kube_transcode.chunks import PLAN_TASK
+from kube_transcode.messages import ChunkReport, JobEvent, Phase
 from kube_transcode_operator.conditions import is_true, set_condition, timestamp
 from kube_transcode_operator.status import TERMINAL_PHASES, KubeEvent, StatusPatch
 
@@ -41,18 +50,28 @@ def relevance(status: Mapping[str, Any], event: JobEvent) -> Relevance:
         return Relevance.NOT_YET_PUBLISHED
     if event.job.generation < generation or status.get("phase") in TERMINAL_PHASES:
         return Relevance.STALE
-    if event.attempt < int(status.get("attempts") or 1):
+    # A part's attempt is its own, not the job's.
+    if event.part is None and event.attempt < int(status.get("attempts") or 1):
         return Relevance.STALE
     return Relevance.APPLIES
 
 
+def is_progress(event: JobEvent) -> bool:
+    """Plain progress, which a later one of the same attempt and part carries: not a plan, not
+    a part just stored."""
+    if event.phase not in RUNNING_PHASES:
+        return False
+    return event.chunk is None or (event.chunk.task != PLAN_TASK and not event.chunk.stored)
+
+
 def supersedes(newer: JobEvent, older: JobEvent) -> bool:
     """`newer` carries all that `older` would still show: both are progress of the same attempt
-    (the progress coalescer drops such an `older` the same way)."""
+    of the same part (the progress coalescer drops such an `older` the same way)."""
     return (
         newer.phase in RUNNING_PHASES
-        and older.phase in RUNNING_PHASES
+        and is_progress(older)
         and newer.job == older.job
+        and newer.part == older.part
         and newer.attempt == older.attempt
     )
 
@@ -63,15 +82,57 @@ def apply_event(
     *,
     master_playlist_url: str | None,
     now: datetime,
+    running_parts: Mapping[str, float] | None = None,
 ) -> Transition:
-    """The status patch for an event that `relevance` said applies."""
+    """The status patch for an event that `relevance` said applies. `running_parts`: the parts
+    of a chunked job known to be running, with their own progress (0..100)."""
+    running = running_parts or {}
     if event.phase in RUNNING_PHASES:
+        if event.part is not None:
+            return _part_running(status, event, running, now)
+        if event.chunk is not None:
+            return _planned(status, event, now)
         return _running(status, event, now)
     if event.phase is Phase.succeeded:
         return _succeeded(status, event, master_playlist_url, now)
+    if event.part is not None:
+        if event.phase is Phase.failed:
+            return _part_failed(status, event, now)
+        return _part_requeued(status, event, running, now)
     if event.phase is Phase.failed:
         return _failed(status, event, now)
     return _requeued(status, event, now)
+
+
+def chunks_of(
+    status: Mapping[str, Any], report: ChunkReport, running: Mapping[str, float]
+) -> dict[str, Any]:
+    """status.chunks after a report: done and redone never go down."""
+    before = status.get("chunks") or {}
+    total = report.counts.total
+    done = min(total, max(int(before.get("done") or 0), report.counts.done))
+    redone = max(int(before.get("redone") or 0), report.counts.redone)
+    return {
+        "total": total,
+        "done": done,
+        "running": min(len(running), total - done),
+        "redone": redone,
+        "summary": f"{done}/{total}",
+    }
+
+
+def chunk_progress(
+    status: Mapping[str, Any], chunks: Mapping[str, Any], running: Mapping[str, float]
+) -> int:
+    """Parts done plus the running ones' shares, never lower than before, 100 only when the
+    job succeeded."""
+    share = sum(min(100.0, max(0.0, percent)) for percent in running.values())
+    computed = int((int(chunks["done"]) * 100 + share) / int(chunks["total"]))
+    return max(int(status.get("progress") or 0), min(99, computed))
+
+
+def _chunk_summary(chunks: Mapping[str, Any]) -> str:
+    return f"chunks {chunks['done']}/{chunks['total']} done, {chunks['running']} running"
 
 
 def _step(phase: Phase) -> str:
@@ -126,7 +187,6 @@ def _succeeded(
     patch: StatusPatch = {
         "phase": "Succeeded",
         "progress": 100,
-        "attempts": event.attempt,
         "worker": event.worker,
         "completionTime": timestamp(now),
         "nextAttemptTime": None,
@@ -145,6 +205,12 @@ def _succeeded(
             ],
         },
     }
+    if event.part is None:
+        patch["attempts"] = event.attempt  # a part's attempt is not the job's
+    if event.chunk is not None:
+        final = chunks_of(status, event.chunk, {})
+        total = final["total"]
+        patch["chunks"] = {**final, "done": total, "running": 0, "summary": f"{total}/{total}"}
     return Transition(patch, KubeEvent("Normal", "Succeeded", message))
 
 
@@ -200,3 +266,116 @@ def _requeued(status: Mapping[str, Any], event: JobEvent, now: datetime) -> Tran
         "conditions": conditions,
     }
     return Transition(patch, KubeEvent("Warning", kind, message))
+
+
+def _planned(status: Mapping[str, Any], event: JobEvent, now: datetime) -> Transition:
+    """The job's worker cut it into parts: status.chunks begins (or, late, stays as it is)."""
+    assert event.chunk is not None
+    base = _running(status, event, now)
+    chunks = chunks_of(status, event.chunk, {})
+    message = f"attempt {event.attempt}: planned {chunks['total']} chunk tasks on {event.worker}"
+    patch: StatusPatch = {
+        **base.patch,
+        "progress": chunk_progress(status, chunks, {}),
+        "message": message,
+        "chunks": {**chunks, "running": int((status.get("chunks") or {}).get("running") or 0)},
+    }
+    first = not status.get("chunks")
+    return Transition(patch, KubeEvent("Normal", "Planned", message) if first else base.event)
+
+
+def _part_running(
+    status: Mapping[str, Any], event: JobEvent, running: Mapping[str, float], now: datetime
+) -> Transition:
+    assert event.chunk is not None
+    generation = event.job.generation
+    chunks = chunks_of(status, event.chunk, running)
+    doing = "stored" if event.chunk.stored else event.phase.value
+    message = (
+        f"{_chunk_summary(chunks)}; {event.part} (attempt {event.attempt}) {doing} "
+        f"on {event.worker}"
+    )
+    conditions = list(status.get("conditions") or [])
+    was_running = status.get("phase") == "Running" and is_true(conditions, "Running")
+    conditions = set_condition(
+        conditions, "Queued", "False", "Started", message, generation=generation, now=now
+    )
+    conditions = set_condition(
+        conditions, "Running", "True", "Transcoding", message, generation=generation, now=now
+    )
+    patch: StatusPatch = {
+        "phase": "Running",
+        "progress": chunk_progress(status, chunks, running),
+        "worker": event.worker,
+        "nextAttemptTime": None,
+        "message": message,
+        "conditions": conditions,
+        "chunks": chunks,
+    }
+    # One Event when the job starts running, not one per part and step.
+    return Transition(patch, None if was_running else KubeEvent("Normal", "Started", message))
+
+
+def _part_requeued(
+    status: Mapping[str, Any], event: JobEvent, running: Mapping[str, float], now: datetime
+) -> Transition:
+    """One part goes back to the queue; the job keeps running, its progress and attempts."""
+    assert event.chunk is not None
+    reason = event.reason or "Requeued"
+    next_attempt = event.next_attempt or event.attempt
+    detail = f"({reason}): {event.message or 'no details'}"
+    when = f" at {timestamp(event.retry_at)}" if event.retry_at else ""
+    if next_attempt > event.attempt:
+        kind = "ChunkRetrying"
+        message = (
+            f"{event.part} attempt {event.attempt} failed {detail}; attempt {next_attempt}{when}"
+        )
+    else:
+        kind = "ChunkRequeued"
+        message = f"{event.part} attempt {event.attempt} stopped {detail}; back in the queue"
+    chunks = chunks_of(status, event.chunk, running)
+    patch: StatusPatch = {
+        "progress": chunk_progress(status, chunks, running),
+        "message": message,
+        "chunks": chunks,
+    }
+    return Transition(patch, KubeEvent("Warning", kind, message))
+
+
+def _part_failed(status: Mapping[str, Any], event: JobEvent, now: datetime) -> Transition:
+    """One part failed for good: so does the job, and its other parts are to be stopped."""
+    assert event.chunk is not None
+    generation = event.job.generation
+    reason = event.reason or "Failed"
+    message = (
+        f"{event.part} failed on attempt {event.attempt} ({reason}): "
+        f"{event.message or 'no details'}"
+    )
+    conditions = list(status.get("conditions") or [])
+    for type_ in ("Queued", "Running"):
+        conditions = set_condition(
+            conditions, type_, "False", reason, message, generation=generation, now=now
+        )
+    conditions = set_condition(
+        conditions, "Failed", "True", reason, message, generation=generation, now=now
+    )
+    chunks = chunks_of(status, event.chunk, {})
+    patch: StatusPatch = {
+        "phase": "Failed",
+        "worker": event.worker,
+        "completionTime": timestamp(now),
+        "nextAttemptTime": None,
+        "message": message,
+        "conditions": conditions,
+        "chunks": {**chunks, "failedPart": event.part},
+    }
+    return Transition(patch, KubeEvent("Warning", "Failed", message))
+
+
+def parts_to_stop(status: Mapping[str, Any]) -> str | None:
+    """The failed part of a job that failed with it, while its other parts are not stopped yet."""
+    chunks = status.get("chunks") or {}
+    if status.get("phase") != "Failed" or chunks.get("partsStopped"):
+        return None
+    part = chunks.get("failedPart")
+    return str(part) if part else None

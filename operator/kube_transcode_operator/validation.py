@@ -1,4 +1,5 @@
-"""Rules beyond the schema: which sources and output locations a namespace may use.
+"""Rules beyond the schema: which sources and output locations a namespace may use, and a
+chunk length that is whole segments once the job is merged over its template.
 
 The output rule: in the default bucket a namespace writes only under `<namespace>/` (the
 prefix defaults to `<namespace>/<name>`); another bucket must list the namespace (a glob) in
@@ -10,6 +11,7 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 from urllib.parse import urlsplit
 
+from kube_transcode.chunks import ChunkingOptions, chunk_length
 from kube_transcode.messages import OutputLocation
 from kube_transcode_operator.jobspec import TranscodeJobSpec
 from kube_transcode_operator.settings import OperatorSettings
@@ -63,3 +65,19 @@ def check_source_allowed(url: str, settings: OperatorSettings) -> None:
             "SourceNotAllowed",
             f"source scheme {scheme}:// is not allowed by this operator (allowed: {allowed})",
         )
+
+
+def chunking_options(spec: TranscodeJobSpec, template: str | None = None) -> ChunkingOptions:
+    """The job's chunking, refused when its chunk length is not whole segments: the API server
+    checks that only when the job alone sets both (a template may set either)."""
+    options = ChunkingOptions(mode=spec.chunking.mode, chunk_seconds=spec.chunking.chunk_seconds)
+    try:
+        chunk_length(options, spec.hls.segment_seconds)
+    except ValueError as error:
+        origin = f" (with TranscodeTemplate {template})" if template else ""
+        raise JobRejectedError(
+            "InvalidSpec",
+            f"chunking.chunkSeconds must be a whole number of hls.segmentSeconds "
+            f"({spec.hls.segment_seconds}){origin}: {error}",
+        ) from error
+    return options

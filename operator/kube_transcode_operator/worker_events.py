@@ -1,14 +1,16 @@
 """Worker events to job status: look the job up, apply the event, patch, post an Event.
 
 Runs on the event consumer's thread. `handle` returns what to do with the delivery; the
-consumer alone acks, holds or dead-letters it.
+consumer alone acks, holds or dead-letters it. Progress is coalesced per part of a job (one
+part's progress never stands in for another's), and the parts of chunked jobs seen running
+are tracked here (running_parts.py) for their share of the job's progress.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
@@ -20,13 +22,14 @@ from kube_transcode_operator import metrics
 from kube_transcode_operator.coalesce import ProgressCoalescer
 from kube_transcode_operator.jobspec import TranscodeJobSpec
 from kube_transcode_operator.jobstore import ConflictError, JobStore
+from kube_transcode_operator.running_parts import RunningParts, job_key
 from kube_transcode_operator.settings import OperatorSettings
 from kube_transcode_operator.status import KubeEvent, StatusPatch
 from kube_transcode_operator.transitions import (
-    RUNNING_PHASES,
     Relevance,
     Transition,
     apply_event,
+    is_progress,
     relevance,
     supersedes,
 )
@@ -48,9 +51,12 @@ class _EventChange:
     """The status change for one event, as JobStore.update_status asks for it; remembers what
     it found (it runs again after a conflict)."""
 
-    def __init__(self, event: JobEvent, settings: OperatorSettings) -> None:
+    def __init__(
+        self, event: JobEvent, settings: OperatorSettings, running: Mapping[str, float]
+    ) -> None:
         self._event = event
         self._settings = settings
+        self._running = running
         self.relevance: Relevance | None = None  # None: the job was not found
         self.transition: Transition | None = None
 
@@ -68,6 +74,7 @@ class _EventChange:
             self._event,
             master_playlist_url=location.http_url(self._settings.public_url_base),
             now=datetime.now(UTC),
+            running_parts=self._running,
         )
         return self.transition.patch
 
@@ -87,6 +94,7 @@ class WorkerEventHandler:
         self._coalescer: ProgressCoalescer[JobEvent] = ProgressCoalescer(
             settings.progress_interval_seconds
         )
+        self._parts = RunningParts()
 
     def handle(self, body: bytes) -> Outcome:
         try:
@@ -94,8 +102,9 @@ class WorkerEventHandler:
         except InvalidMessageError as error:
             log.warning("rejecting an event that is not a JobEvent: %s", error)
             return self._count(Outcome.REJECT)
+        self._parts.observe(event)
         key = _key(event)
-        if event.phase in RUNNING_PHASES and not self._coalescer.offer(key, event, self._clock()):
+        if is_progress(event) and not self._coalescer.offer(key, event, self._clock()):
             return self._count(Outcome.ACK, "coalesced")
         return self._count(self._apply(event))
 
@@ -112,7 +121,8 @@ class WorkerEventHandler:
         return ref.uid if ref is not None else ""
 
     def coalesces(self, newer: bytes, older: bytes) -> bool:
-        """Progress of the same attempt: the newer one is applied in the older one's place."""
+        """Progress of the same attempt of the same part: the newer one is applied in the older
+        one's place."""
         try:
             carried = supersedes(decode_event(newer), decode_event(older))
         except InvalidMessageError:
@@ -123,7 +133,7 @@ class WorkerEventHandler:
 
     def _apply(self, event: JobEvent) -> Outcome:
         ref = event.job
-        change = _EventChange(event, self._settings)
+        change = _EventChange(event, self._settings, self._parts.of(job_key(event)))
         try:
             body = self._store.update_status(ref, change)
         except ConflictError:
@@ -134,16 +144,21 @@ class WorkerEventHandler:
             return Outcome.RETRY_LATER
         if change.relevance is Relevance.NOT_YET_PUBLISHED:
             return Outcome.RETRY_LATER
-        if change.relevance is None:
-            self._coalescer.forget(_key(event))  # the job is gone: nobody to tell
+        gone = change.relevance is None  # nobody to tell
+        if gone or (change.relevance is Relevance.STALE and event.part is not None):
+            self._forget(event)  # gone, a newer generation, or ended: its parts run no more
         if body is None or change.transition is None:
             return Outcome.ACK
         self._coalescer.applied(_key(event), self._clock())
         if event.phase.terminal:
-            self._coalescer.forget(_key(event))
+            self._forget(event)
         if change.transition.event is not None:
             self._post_event(body, change.transition.event)
         return Outcome.ACK
+
+    def _forget(self, event: JobEvent) -> None:
+        self._coalescer.forget_prefix(f"{job_key(event)}/")
+        self._parts.forget(job_key(event))
 
     @staticmethod
     def _count(outcome: Outcome, label: str | None = None) -> Outcome:
@@ -152,4 +167,5 @@ class WorkerEventHandler:
 
 
 def _key(event: JobEvent) -> str:
-    return f"{event.job.uid}/{event.job.generation}"
+    """What progress coalesces by: the job's generation and the part (none: the job's own)."""
+    return f"{job_key(event)}/{event.part or ''}"

@@ -59,7 +59,7 @@ def test_explicit_rungs_may_name_standard_rungs(namespace: Kubectl) -> None:
     namespace("apply", "-f", "-", input=job("explicit", spec))
     printed = namespace("get", "tj", "explicit")
     assert printed.split("\n")[0].split() == [
-        "NAME", "PHASE", "PROGRESS", "PRIORITY", "POOL", "ATTEMPTS", "AGE",
+        "NAME", "PHASE", "PROGRESS", "CHUNKS", "PRIORITY", "POOL", "ATTEMPTS", "AGE",
     ]  # fmt: skip
     assert "high" in printed and "default" in printed
 
@@ -96,12 +96,30 @@ def test_explicit_rungs_may_name_standard_rungs(namespace: Kubectl) -> None:
         ({"source": SOURCE, "output": {"prefix": "/abs"}},
          "output.prefix must be path segments"),
         ({"source": SOURCE, "pool": "GPU_pool"}, "spec.pool in body should match"),
+        ({"source": SOURCE, "chunking": {"chunkSeconds": 6}},
+         "spec.chunking.chunkSeconds: Invalid value: 6: spec.chunking.chunkSeconds in body "
+         "should be greater than or equal to 12"),
+        ({"source": SOURCE, "chunking": {"chunkSeconds": 90}},
+         "spec.chunking.chunkSeconds in body should be less than or equal to 60"),
+        ({"source": SOURCE, "chunking": {"chunkSeconds": 20}},
+         "spec.chunking.chunkSeconds: Invalid value: chunking.chunkSeconds must "
+         "be a whole number of hls.segmentSeconds (default 6)"),
+        ({"source": SOURCE, "hls": {"segmentSeconds": 4}, "chunking": {"chunkSeconds": 30}},
+         "spec.chunking.chunkSeconds: Invalid value: chunking.chunkSeconds must "
+         "be a whole number of hls.segmentSeconds"),
+        ({"source": SOURCE, "template": "web", "hls": {"segmentSeconds": 8},
+          "chunking": {"chunkSeconds": 36}},
+         "chunking.chunkSeconds must be a whole number of hls.segmentSeconds"),
+        ({"source": SOURCE, "chunking": {"mode": "Sometimes"}},
+         'spec.chunking.mode: Unsupported value: "Sometimes": supported values: "Auto", "Off"'),
     ],
     ids=[
         "no-source", "ftp-source", "no-object", "bad-priority", "preset-and-rungs",
         "neither", "duplicate-rungs", "custom-rung-incomplete", "odd-height", "unknown-preset",
         "long-segments", "zero-attempts", "backoff-order", "dotdot-prefix", "absolute-prefix",
-        "bad-pool",
+        "bad-pool", "short-chunks", "long-chunks", "chunks-not-whole-default-segments",
+        "chunks-not-whole-segments", "chunks-not-whole-segments-with-template",
+        "unknown-chunking-mode",
     ],
 )  # fmt: skip
 def test_bad_specs_are_refused_with_a_readable_message(
@@ -118,3 +136,43 @@ def test_only_the_operator_writes_status(namespace: Kubectl) -> None:
     namespace("apply", "-f", "-", input=json.dumps(body))
     stored = json.loads(namespace("get", "tj", "status", "-o", "json"))
     assert "status" not in stored or stored["status"].get("phase") is None
+
+
+@pytest.mark.usefixtures("crd")
+def test_chunking_of_whole_segments_is_stored_and_a_template_s_segments_left_to_the_operator(
+    namespace: Kubectl,
+) -> None:
+    whole = {"source": SOURCE, "hls": {"segmentSeconds": 4},
+             "chunking": {"mode": "Auto", "chunkSeconds": 48}}  # fmt: skip
+    namespace("apply", "-f", "-", input=job("whole", whole))
+    # 20 s is not whole 6 s segments, but the template may set 4 s or 10 s ones: the operator
+    # checks the merged spec (test_operator_chunks.py).
+    templated: dict[str, object] = {
+        "source": SOURCE, "template": "web", "chunking": {"chunkSeconds": 20},
+    }  # fmt: skip
+    namespace("apply", "-f", "-", input=job("templated", templated))
+    off: dict[str, object] = {"source": SOURCE, "chunking": {"mode": "Off"}}
+    namespace("apply", "-f", "-", input=job("off", off))
+    stored = json.loads(namespace("get", "tj", "whole", "templated", "off", "-o", "json"))
+    assert [item["spec"].get("chunking") for item in stored["items"]] == [
+        {"mode": "Auto", "chunkSeconds": 48}, {"chunkSeconds": 20}, {"mode": "Off"},
+    ]  # fmt: skip
+
+
+@pytest.mark.usefixtures("crd")
+def test_a_template_s_chunks_must_be_whole_segments_of_its_own_segment_length(
+    namespace: Kubectl,
+) -> None:
+    def template(name: str, spec: dict[str, object]) -> str:
+        return json.dumps({"apiVersion": "kubetranscode.io/v1alpha1",
+                           "kind": "TranscodeTemplate", "metadata": {"name": name},
+                           "spec": spec})  # fmt: skip
+
+    bad: dict[str, object] = {"hls": {"segmentSeconds": 4}, "chunking": {"chunkSeconds": 30}}
+    out = namespace("apply", "-f", "-", input=template("bad", bad), check=False)
+    assert "spec.chunking.chunkSeconds: Invalid value" in out
+    assert "chunking.chunkSeconds must be a whole number of hls.segmentSeconds" in out
+    out = namespace("apply", "-f", "-", input=template("short", {"chunking": {"chunkSeconds": 8}}),
+                    check=False)  # fmt: skip
+    assert "spec.chunking.chunkSeconds in body should be greater than or equal to 12" in out
+    namespace("apply", "-f", "-", input=template("good", {"chunking": {"chunkSeconds": 20}}))

@@ -11,10 +11,13 @@ from typing import Any, TypeVar
 import pika
 import pytest
 
+from kube_transcode.chunks import ChunkCounts
 from kube_transcode.messages import (
+    ChunkReport,
     JobOutputs,
     Phase,
     RenditionOutput,
+    decode_cancel,
 )
 from kube_transcode_devstack.waiting import wait_until
 from tests.harness.broker import Vhost
@@ -23,6 +26,7 @@ from tests.harness.operator import (
     QUEUE,
     amqp,
     apply_job,
+    apply_template,
     condition,
     event_reasons,
     get_job,
@@ -173,12 +177,15 @@ def test_deleting_a_queued_job_cancels_it_and_removes_partial_outputs(
             s3.put_object(Bucket=bucket, Key=f"{prefix}/240p/segment_00000.ts", Body=b"partial")
             s3.put_object(Bucket=bucket, Key=f"{prefix}-2/keep.txt", Body=b"a neighbour")
             uid = get_job(namespace, "doomed")["metadata"]["uid"]
+            staged = f".kube-transcode/work/{uid}/1/source"  # a chunked job's work area
+            s3.put_object(Bucket=bucket, Key=staged, Body=b"staged source")
             namespace("delete", "tj", "doomed", "--wait=true", "--timeout=30s")
         method, _, body = control.basic_get(heard, auto_ack=True)
     assert method is not None, "no cancel was broadcast"
     assert json.loads(body)["job"]["uid"] == uid
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
     assert f"{prefix}/240p/segment_00000.ts" not in keys
+    assert staged not in keys
     assert f"{prefix}-2/keep.txt" in keys
     assert f".kube-transcode/cancelled/{uid}" in keys
 
@@ -297,3 +304,93 @@ def test_events_that_cannot_apply_yet_hold_back_no_other_job_and_apply_in_order_
     assert failed["status"]["attempts"] == 2
     assert condition(failed, "Failed")["reason"] == "UnsupportedCodec"
     assert "AttemptFailed" in posted  # the requeue applied before the failure, not after
+
+
+def _part(task: str, done: int = 0, *, stored: bool = False, total: int = 4) -> ChunkReport:
+    return ChunkReport(task=task, counts=ChunkCounts(total=total, done=done), stored=stored)
+
+
+@pytest.mark.usefixtures("crd", "operator_env")
+def test_a_chunked_job_shows_its_chunks_and_a_part_failing_fails_it_and_stops_the_others(
+    namespace: Kubectl, vhost: Vhost
+) -> None:
+    with amqp(vhost) as control:
+        control.exchange_declare("kube-transcode.control", exchange_type="fanout", durable=True)
+        heard = control.queue_declare("", exclusive=True).method.queue
+        control.queue_bind(heard, "kube-transcode.control")
+        with running_operator(namespace.namespace):
+            apply_job(namespace, "film", chunking={"chunkSeconds": 12})
+            wait_phase(namespace, "film", "Queued")
+            message, _ = take_job(vhost)
+            assert (message.chunking.mode, message.chunking.chunk_seconds) == ("Auto", 12)
+
+            # The job's worker planned three video chunks and the audio.
+            send_event(vhost, message, Phase.transcoding, chunk=_part("plan"))
+            # Parts report with their own attempts, from other workers, in any order.
+            send_event(vhost, message, Phase.transcoding, attempt=2, progress_percent=50.0,
+                       chunk=_part("chunk-0000"))  # fmt: skip
+            send_event(vhost, message, Phase.uploading, progress_percent=100.0,
+                       chunk=_part("chunk-0001", 1, stored=True))  # fmt: skip
+            running = wait_until(
+                "one chunk done and one running",
+                lambda: (
+                    (j := get_job(namespace, "film"))["status"].get("chunks", {}).get("done") == 1
+                    and j["status"]["chunks"]["running"] == 1
+                    and j
+                ),
+                30,
+            )
+            status = running["status"]
+            assert status["chunks"] == {"total": 4, "done": 1, "running": 1, "redone": 0,
+                                        "summary": "1/4"}  # fmt: skip
+            assert (status["phase"], status["progress"], status["attempts"]) == ("Running", 37, 1)
+            header, row = namespace("get", "tj", "film").splitlines()
+            assert row[header.index("CHUNKS") :].split()[0] == "1/4"
+            assert row[header.index("PROGRESS") :].split()[0] == "37"
+
+            send_event(vhost, message, Phase.requeued, attempt=2, reason="WorkerShutdown",
+                       message="SIGTERM", next_attempt=2, chunk=_part("chunk-0000", 1))  # fmt: skip
+            wait_until("the requeue's Event",
+                       lambda: "ChunkRequeued" in event_reasons(namespace, "film"), 30)  # fmt: skip
+            assert get_job(namespace, "film")["status"]["phase"] == "Running"
+
+            send_event(vhost, message, Phase.failed, attempt=3, reason="EncoderCrashed",
+                       message="x264 aborted", chunk=_part("chunk-0002", 1))  # fmt: skip
+            failed = wait_phase(namespace, "film", "Failed")
+            stopped = wait_until(
+                "the other parts stopped",
+                lambda: (
+                    (j := get_job(namespace, "film"))["status"]["chunks"].get("partsStopped") and j
+                ),
+                30,
+            )
+            _, _, body = control.basic_get(heard, auto_ack=True)
+    assert condition(failed, "Failed")["reason"] == "EncoderCrashed"
+    assert condition(failed, "Failed")["message"] == (
+        "chunk-0002 failed on attempt 3 (EncoderCrashed): x264 aborted"
+    )
+    assert stopped["status"]["chunks"]["failedPart"] == "chunk-0002"
+    assert body is not None, "no cancel was broadcast"
+    cancel = decode_cancel(body)
+    assert (cancel.job.uid, cancel.job.generation) == (failed["metadata"]["uid"], 1)
+    assert cancel.reason == "ChunkFailed" and "chunk-0002" in cancel.message
+    assert {"Planned", "ChunkRequeued", "Failed", "ChunksStopped"} <= set(
+        event_reasons(namespace, "film")
+    )
+
+
+@pytest.mark.usefixtures("crd", "operator_env")
+def test_a_template_s_segments_that_do_not_divide_the_job_s_chunks_fail_it_with_the_reason(
+    namespace: Kubectl, vhost: Vhost
+) -> None:
+    apply_template(namespace, "long-segments", hls={"segmentSeconds": 10}).check_returncode()
+    with running_operator(namespace.namespace):
+        apply_job(namespace, "odd", template="long-segments", chunking={"chunkSeconds": 24})
+        failed = wait_phase(namespace, "odd", "Failed")
+    assert condition(failed, "Failed")["reason"] == "InvalidSpec"
+    assert failed["status"]["message"] == (
+        "chunking.chunkSeconds must be a whole number of hls.segmentSeconds (10) (with "
+        "TranscodeTemplate long-segments): chunkSeconds 24 is not a whole number of 10 s segments"
+    )
+    with amqp(vhost) as channel, pytest.raises(pika.exceptions.ChannelClosedByBroker):
+        channel.queue_declare(QUEUE, passive=True)  # nothing was published

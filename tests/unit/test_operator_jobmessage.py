@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from kube_transcode.chunks import ChunkingOptions
 from kube_transcode.ladder import Rung
 from kube_transcode.messages import JobRef
 from kube_transcode_operator.jobmessage import build_work
@@ -123,3 +124,21 @@ def test_settings_read_prefixed_environment(monkeypatch: pytest.MonkeyPatch) -> 
 def test_unknown_source_schemes_are_a_configuration_error() -> None:
     with pytest.raises(ValueError, match="only s3 and https"):
         settings(allowed_source_schemes="s3,ftp")
+
+
+def test_the_chunking_choice_travels_with_the_message() -> None:
+    assert work({}).message.chunking == ChunkingOptions(mode="Auto", chunk_seconds=None)
+    message = work({"chunking": {"mode": "Off"}}).message
+    assert message.chunking.mode == "Off"
+    chunked = work({"hls": {"segmentSeconds": 4}, "chunking": {"chunkSeconds": 48}}).message
+    assert chunked.chunking == ChunkingOptions(mode="Auto", chunk_seconds=48)
+
+
+def test_a_chunk_length_that_is_not_whole_segments_is_refused_with_the_reason() -> None:
+    with pytest.raises(JobRejectedError) as refused:
+        work({"chunking": {"chunkSeconds": 20}})
+    assert refused.value.reason == "InvalidSpec"
+    assert "chunking.chunkSeconds must be a whole number of hls.segmentSeconds (6)" in (
+        refused.value.message
+    )
+    assert "chunkSeconds 20 is not a whole number of 6 s segments" in refused.value.message

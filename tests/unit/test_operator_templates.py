@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from kube_transcode_operator import status, templates
-from kube_transcode_operator.validation import JobRejectedError
+from kube_transcode_operator.validation import JobRejectedError, chunking_options
 
 pytestmark = pytest.mark.unit
 
@@ -19,6 +19,7 @@ TEMPLATE_SPEC: dict[str, Any] = {
     "ladder": {"rungs": [{"name": "360p"}, {"name": "720p"}]},
     "hls": {"segmentSeconds": 4},
     "retry": {"attempts": 5, "backoffSeconds": 20},
+    "chunking": {"chunkSeconds": 24},
     "notify": {
         "webhook": {"url": "https://hooks.example.com/a", "secretRef": {"name": "s", "key": "k"}}
     },
@@ -88,6 +89,7 @@ def test_what_the_job_took_resolves_to_the_same_spec() -> None:
     assert found.inherited == {
         "hls": {"segmentSeconds": 4},
         "retry": {"backoffSeconds": 20},
+        "chunking": {"chunkSeconds": 24},
         "notify": {"webhook": {"secretRef": {"name": "s", "key": "k"}}},
     }
     assert templates.merge(found.inherited, job) == templates.merge(TEMPLATE_SPEC, job)
@@ -114,7 +116,8 @@ def test_a_new_record_replaces_the_old_one_in_a_merge_patch() -> None:
     patch = templates.status_patch(old, new)
     assert patch is not None
     assert patch["inherited"] == {
-        "hls": {"segmentSeconds": 8}, "ladder": None, "retry": None, "notify": None,
+        "hls": {"segmentSeconds": 8}, "ladder": None, "retry": None, "chunking": None,
+        "notify": None,
     }  # fmt: skip
     assert (patch["generation"], patch["jobGeneration"]) == (3, 2)
 
@@ -146,3 +149,22 @@ def test_a_missing_template_is_a_condition_and_one_event() -> None:
     )
     assert repeated is None
     assert again["conditions"] == patch["conditions"]
+
+
+def test_chunking_merges_key_by_key_and_a_merge_of_not_whole_segments_is_refused() -> None:
+    merged = templates.merge(TEMPLATE_SPEC, {"source": SOURCE, "chunking": {"mode": "Off"}})
+    assert merged["chunking"] == {"chunkSeconds": 24, "mode": "Off"}
+    spec = templates.job_spec(merged, "mobile")
+    assert (spec.chunking.mode, spec.chunking.chunk_seconds) == ("Off", 24)
+    assert templates.job_spec({"source": SOURCE}, None).chunking.mode == "Auto"
+    # The template's 24 s chunks are whole 4 s segments, not whole 10 s ones: the API server
+    # could not tell (each object alone is fine), the operator refuses the merge.
+    job = {"source": SOURCE, "template": "mobile", "hls": {"segmentSeconds": 10}}
+    spec = templates.job_spec(templates.merge(TEMPLATE_SPEC, job), "mobile")
+    with pytest.raises(JobRejectedError) as refused:
+        chunking_options(spec, "mobile")
+    assert refused.value.reason == "InvalidSpec"
+    assert refused.value.message == (
+        "chunking.chunkSeconds must be a whole number of hls.segmentSeconds (10) (with "
+        "TranscodeTemplate mobile): chunkSeconds 24 is not a whole number of 10 s segments"
+    )

@@ -1,4 +1,5 @@
-"""The finalizer: stop the job's work, then remove its partial outputs from S3."""
+"""The finalizer: stop the job's work, then remove its partial outputs and its work area (a
+chunked job's staged source and chunk records) from S3."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ from datetime import UTC, datetime
 import botocore.exceptions
 import kopf
 
+from kube_transcode.messages import work_area_prefix
 from kube_transcode_operator import metrics, status
 from kube_transcode_operator.cancelling import cancel_work
 from kube_transcode_operator.conditions import parse_timestamp
 from kube_transcode_operator.handlers import notify
 from kube_transcode_operator.jobref import published_bucket, published_prefix
-from kube_transcode_operator.runtime import runtime_of
+from kube_transcode_operator.runtime import Runtime, runtime_of
 
 Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
 POLL_SECONDS = 2
@@ -43,13 +45,19 @@ async def finalize(body: kopf.Body, memo: kopf.Memo, logger: Logger) -> None:
                     f"waiting for worker {current.get('worker')} to stop", delay=POLL_SECONDS
                 )
         await notify.before_deletion(body, runtime, logger)
+        work_area = work_area_prefix(str(meta.uid))
+        removed = await _remove(runtime, bucket, work_area, "the work area")
+        if removed:
+            logger.info("removed %d work area objects under s3://%s/%s", removed, bucket, work_area)
         if phase == "Succeeded":
             logger.info("keeping the outputs of the succeeded job at s3://%s/%s/", bucket, prefix)
             return
-        try:
-            removed = await asyncio.to_thread(runtime.outputs.delete_prefix, bucket, prefix)
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
-            raise kopf.TemporaryError(
-                f"cannot remove partial outputs: {error}", delay=POLL_SECONDS
-            ) from error
+        removed = await _remove(runtime, bucket, prefix, "partial outputs")
         logger.info("removed %d partial output objects under s3://%s/%s/", removed, bucket, prefix)
+
+
+async def _remove(runtime: Runtime, bucket: str, prefix: str, what: str) -> int:
+    try:
+        return await asyncio.to_thread(runtime.outputs.delete_prefix, bucket, prefix)
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
+        raise kopf.TemporaryError(f"cannot remove {what}: {error}", delay=POLL_SECONDS) from error

@@ -73,8 +73,10 @@ async def _work(
     """This generation's message and queue; a spec the operator refuses fails the job for good."""
     merged = await _merged_spec(body, patch, runtime, retry, now)
     try:
-        spec = templates.job_spec(merged, body.spec.get("template"))
-        return build_work(spec, job_ref(body.meta), runtime.settings, started=now)
+        template = body.spec.get("template")
+        spec = templates.job_spec(merged, template)
+        ref = job_ref(body.meta)
+        return build_work(spec, ref, runtime.settings, started=now, template=template)
     except JobRejectedError as rejection:
         update, event = status.rejected(
             dict(body.status), reason=rejection.reason, message=rejection.message,

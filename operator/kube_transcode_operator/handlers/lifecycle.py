@@ -1,4 +1,5 @@
-"""Timers that end jobs: past activeDeadlineSeconds they fail, past their TTL they go."""
+"""Timers that end jobs: past activeDeadlineSeconds they fail, past their TTL they go; and the
+one that stops the other parts of a chunked job that failed with one of them."""
 
 from __future__ import annotations
 
@@ -11,6 +12,11 @@ import kopf
 from kube_transcode_operator import metrics, status
 from kube_transcode_operator.cancelling import cancel_work
 from kube_transcode_operator.runtime import runtime_of
+from kube_transcode_operator.status import KubeEvent
+from kube_transcode_operator.transitions import parts_to_stop
+
+# The reason of the JobCancel that stops a failed chunked job's other parts.
+CHUNK_FAILED_REASON = "ChunkFailed"
 
 Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
 
@@ -47,6 +53,31 @@ async def enforce_deadline(
         )
         patch.status.update(update)
         logger.warning(event.message)
+        await runtime.events.emit(body, event)
+
+
+def has_parts_to_stop(status_: kopf.Status) -> bool:
+    return parts_to_stop(status_) is not None
+
+
+async def stop_parts(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: Logger) -> None:
+    """A part failed for good and with it the job: its other parts stop or never start (level
+    based, so an operator restart in between still stops them)."""
+    with metrics.counting_errors("stop-parts"):
+        current = dict(body.status)
+        part = parts_to_stop(current)
+        if part is None:
+            return
+        runtime = runtime_of(memo)
+        failed = (current.get("published") or {}).get("generation")
+        message = f"{part} failed for good"
+        await cancel_work(
+            runtime, body, CHUNK_FAILED_REASON, message, datetime.now(UTC),
+            generation=int(failed) if failed is not None else None,
+        )  # fmt: skip
+        patch.status["chunks"] = {"partsStopped": True}
+        event = KubeEvent("Normal", "ChunksStopped", f"stopping the job's other parts: {message}")
+        logger.info(event.message)
         await runtime.events.emit(body, event)
 
 
