@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from kube_transcode.ladder import HlsOptions, LadderPlan, SourceInfo, plan_ladder
+from kube_transcode.messages import ChunkTask, StagedSource
 from kube_transcode_worker.encode import (
+    PART_TIMELINE_LEAD_SECONDS,
     ffmpeg_command,
     filter_graph,
     keyframe_interval_frames,
@@ -162,3 +164,54 @@ def test_default_preset_is_veryfast_and_threads_are_left_to_ffmpeg() -> None:
     args = ffmpeg_command(plan_for(), Path("/in/src.mp4"), OUT)
     assert value_after(args, "-preset") == "veryfast"
     assert "-threads" not in args
+
+
+def _part(plan: LadderPlan, kind: str = "video") -> ChunkTask:
+    return ChunkTask.model_validate(
+        {
+            "kind": kind,
+            "index": 2 if kind == "video" else 4,
+            "chunks": 4,
+            "start_seconds": 24.0 if kind == "video" else 0.0,
+            "duration_seconds": 12.0 if kind == "video" else 60.0,
+            "first_segment": 4 if kind == "video" else 0,
+            "source": StagedSource(bucket="videos", key="work/source"),
+            "probed": plan.source,
+            "preset": "veryfast",
+        }
+    )
+
+
+STAGED = "http://minio.local:9000/videos/work/source?X-Amz-Signature=abc"
+
+
+def test_a_video_chunk_reads_its_range_and_numbers_its_segments_globally() -> None:
+    plan = plan_for()
+    args = ffmpeg_command(plan, STAGED, OUT, part=_part(plan))
+    # An accurate input seek: -ss and -t before -i.
+    assert args.index("-ss") < args.index("-i") and args.index("-t") < args.index("-i")
+    assert (value_after(args, "-ss"), value_after(args, "-t")) == ("24.000000", "12.000000")
+    assert value_after(args, "-i") == STAGED
+    assert value_after(args, "-protocol_whitelist") == "http,https,tcp,tls"
+    assert value_after(args, "-start_number") == "4"
+    # The chunk's timeline is the source's plus the parts' common lead.
+    assert float(value_after(args, "-output_ts_offset")) == 24.0 + PART_TIMELINE_LEAD_SECONDS
+    assert "0:a:0" not in args and "-c:a" not in args  # audio is its own part
+    assert "agroup" not in value_after(args, "-var_stream_map")
+    assert value_after(args, "-c:v") == "libx264"
+
+
+def test_the_audio_part_encodes_the_whole_audio_alone() -> None:
+    plan = plan_for()
+    args = ffmpeg_command(plan, STAGED, OUT, part=_part(plan, "audio"))
+    assert "-ss" not in args and "-filter_complex" not in args and "-c:v" not in args
+    assert value_after(args, "-map") == "0:a:0"
+    assert value_after(args, "-var_stream_map") == "a:0,name:audio"
+    assert float(value_after(args, "-output_ts_offset")) == PART_TIMELINE_LEAD_SECONDS
+    assert "-start_number" not in args
+
+
+def test_a_part_reads_only_an_http_url() -> None:
+    plan = plan_for()
+    with pytest.raises(ValueError, match="http"):
+        ffmpeg_command(plan, "file:/etc/passwd", OUT, part=_part(plan))

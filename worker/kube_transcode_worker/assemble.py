@@ -13,45 +13,28 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from kube_transcode.chunks import AUDIO_TASK, chunk_task_name
 from kube_transcode.ladder import AUDIO_RENDITION_NAME, LadderPlan
 from kube_transcode_worker.hls import (
-    AAC_LC_CODECS,
     MASTER_PLAYLIST_NAME,
     MEDIA_PLAYLIST_NAME,
+    RenditionPart,
     RenditionStats,
-    average_bitrate,
-    h264_codecs_from_ts,
     master_playlist,
-    parse_media_playlist,
-    peak_segment_bitrate,
+    read_rendition,
+    rendition_stats,
 )
 
-_SPS_SEARCH_BYTES = 256 * 1024
 # FFmpeg writes version 6 media playlists for what this ladder uses; ours say the same.
 MEDIA_PLAYLIST_VERSION = 6
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class SegmentEntry(_Model):
-    uri: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    duration: float = Field(gt=0)
-    size: int = Field(ge=0)
-
-
-class RenditionPart(_Model):
-    target_duration: int = Field(ge=1)
-    segments: tuple[SegmentEntry, ...]
-    codecs: str | None = None
-
-
-class PartManifest(_Model):
+class PartManifest(BaseModel):
     """What one part stored: its renditions' segments, in order."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     task: str
     renditions: dict[str, RenditionPart]
@@ -60,28 +43,10 @@ class PartManifest(_Model):
 def manifest_of_folder(task: str, folder: Path, plan: LadderPlan, *, audio: bool) -> PartManifest:
     """The manifest of a part's FFmpeg output folder (one sub-folder per rendition)."""
     names = [AUDIO_RENDITION_NAME] if audio else [r.name for r in plan.renditions]
-    renditions: dict[str, RenditionPart] = {}
-    for name in names:
-        playlist = parse_media_playlist((folder / name / MEDIA_PLAYLIST_NAME).read_text())
-        if not playlist.segments:
-            raise ValueError(f"rendition {name} of {task} has no segments")
-        segments = tuple(
-            SegmentEntry(
-                uri=segment.uri,
-                duration=segment.duration,
-                size=(folder / name / segment.uri).stat().st_size,
-            )
-            for segment in playlist.segments
-        )
-        if audio:
-            codecs: str | None = AAC_LC_CODECS
-        else:
-            with (folder / name / segments[0].uri).open("rb") as first:
-                codecs = h264_codecs_from_ts(first.read(_SPS_SEARCH_BYTES))
-        renditions[name] = RenditionPart(
-            target_duration=playlist.target_duration, segments=segments, codecs=codecs
-        )
-    return PartManifest(task=task, renditions=renditions)
+    return PartManifest(
+        task=task,
+        renditions={name: read_rendition(folder / name, video=not audio) for name in names},
+    )
 
 
 def part_names(chunks: int, has_audio: bool) -> list[str]:
@@ -107,16 +72,6 @@ def media_playlist(parts: Sequence[RenditionPart]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _stats(parts: Sequence[RenditionPart]) -> RenditionStats:
-    sizes = [(s.size, s.duration) for part in parts for s in part.segments]
-    target = max(part.target_duration for part in parts)
-    return RenditionStats(
-        peak_bps=peak_segment_bitrate(sizes, target),
-        average_bps=average_bitrate(sizes),
-        codecs=parts[0].codecs,
-    )
-
-
 def assemble(
     plan: LadderPlan, manifests: Mapping[str, PartManifest], chunks: int
 ) -> dict[str, str]:
@@ -137,11 +92,11 @@ def assemble(
         except KeyError:
             raise ValueError(f"a chunk lacks rendition {rendition.name}") from None
         playlists[f"{rendition.name}/{MEDIA_PLAYLIST_NAME}"] = media_playlist(parts)
-        stats[rendition.name] = _stats(parts)
+        stats[rendition.name] = rendition_stats(parts)
     if plan.audio is not None:
         audio = manifests[AUDIO_TASK].renditions[AUDIO_RENDITION_NAME]
         playlists[f"{AUDIO_RENDITION_NAME}/{MEDIA_PLAYLIST_NAME}"] = media_playlist([audio])
-        stats[AUDIO_RENDITION_NAME] = _stats([audio])
+        stats[AUDIO_RENDITION_NAME] = rendition_stats([audio])
     playlists[MASTER_PLAYLIST_NAME] = master_playlist(plan, stats)
     return playlists
 

@@ -14,6 +14,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from kube_transcode.ladder import AUDIO_RENDITION_NAME, H264Profile, LadderPlan, VideoRendition
 
 MASTER_PLAYLIST_NAME = "master.m3u8"
@@ -215,27 +217,57 @@ def _segment_path(rendition_dir: Path, uri: str) -> Path:
     return rendition_dir / uri
 
 
-def measure_rendition(rendition_dir: Path, *, video: bool) -> RenditionStats:
-    """Bitrates of one rendition from its playlist and segment sizes; codecs for video."""
+class SegmentEntry(BaseModel):
+    """A produced segment: its file name beside the playlist, duration and size."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    uri: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    duration: float = Field(gt=0)
+    size: int = Field(ge=0)
+
+
+class RenditionPart(BaseModel):
+    """A rendition's segments as one FFmpeg run produced them (a whole run, or a chunk's)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    target_duration: int = Field(ge=1)
+    segments: tuple[SegmentEntry, ...]
+    codecs: str | None = None
+
+
+def read_rendition(rendition_dir: Path, *, video: bool) -> RenditionPart:
+    """A rendition folder's playlist, segment sizes and (for video) the CODECS it shows."""
     playlist = parse_media_playlist((rendition_dir / MEDIA_PLAYLIST_NAME).read_text())
     if not playlist.segments:
         raise ValueError(f"{rendition_dir} has no segments")
     paths = [_segment_path(rendition_dir, segment.uri) for segment in playlist.segments]
-    sizes = [
-        (path.stat().st_size, segment.duration)
+    segments = tuple(
+        SegmentEntry(uri=segment.uri, duration=segment.duration, size=path.stat().st_size)
         for path, segment in zip(paths, playlist.segments, strict=True)
-    ]
-    codecs = None
+    )
+    codecs: str | None = AAC_LC_CODECS
     if video:
         with paths[0].open("rb") as first_segment:
             codecs = h264_codecs_from_ts(first_segment.read(_SPS_SEARCH_BYTES))
-    else:
-        codecs = AAC_LC_CODECS
+    return RenditionPart(target_duration=playlist.target_duration, segments=segments, codecs=codecs)
+
+
+def rendition_stats(parts: Sequence[RenditionPart]) -> RenditionStats:
+    """Bitrates of a rendition made of these parts, in order; CODECS of the first."""
+    sizes = [(s.size, s.duration) for part in parts for s in part.segments]
+    target = max(part.target_duration for part in parts)
     return RenditionStats(
-        peak_bps=peak_segment_bitrate(sizes, playlist.target_duration),
+        peak_bps=peak_segment_bitrate(sizes, target),
         average_bps=average_bitrate(sizes),
-        codecs=codecs,
+        codecs=parts[0].codecs,
     )
+
+
+def measure_rendition(rendition_dir: Path, *, video: bool) -> RenditionStats:
+    """Bitrates of one rendition from its playlist and segment sizes; codecs for video."""
+    return rendition_stats([read_rendition(rendition_dir, video=video)])
 
 
 def master_playlist(plan: LadderPlan, stats: Mapping[str, RenditionStats]) -> str:
