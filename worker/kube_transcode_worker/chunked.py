@@ -135,6 +135,15 @@ def run_part(
     plan = plan_for(message, task.probed)
     total = task.total_tasks
     wanted = partial(check_not_cancelled, message, tools.store)
+    if work.finished():
+        log.info(
+            "%s of %s: the job is assembled already; nothing to do", task.name, message.job.uid
+        )
+        return TaskResult(
+            chunk=ChunkReport(
+                task=task.name, counts=ChunkCounts(total=total, done=total), stored=True
+            )
+        )
     if work.manifest(task.name) is None:
         work.mark_started(task.name, settings.pod_name)
         reporter.chunk = ChunkReport(task=task.name, counts=work.counts(total))

@@ -6,6 +6,8 @@ Layout, under `messages.work_area_prefix(uid, generation)` in the job's output b
   FFmpeg starts, so a part encoded again (its worker was killed or preempted) is counted;
 - `parts/<part>.json`: the part's manifest, written after its segments: the proof that the
   part is stored and will not be encoded again, by anyone, after any restart.
+Once the ladder is assembled the generation's area is removed and `<generation>.done` left
+beside it, so a part delivered again after that (a duplicate) is dropped without work.
 
 The stored objects are the truth of a chunked job's progress: counts are listed from them,
 so an event applied twice, late or after an operator restart reports the same thing.
@@ -106,6 +108,9 @@ class WorkArea:
             redone=max(0, len(starts) - len(started_parts)),
         )
 
+    def finished(self) -> bool:
+        return self._get(self._done_key) is not None
+
     def remove_generations_up_to_own(self) -> None:
         """The work areas of this job's generation and older ones (a newer one may be live)."""
         everything = self._store.list_keys(self.bucket, work_area_prefix(self.job.uid))
@@ -117,6 +122,11 @@ class WorkArea:
             and int(key.removeprefix(base).split("/", 1)[0]) <= self.job.generation
         ]
         self._store.delete_keys(self.bucket, doomed)
+        self._put(self._done_key, b"")
+
+    @property
+    def _done_key(self) -> str:
+        return f"{work_area_prefix(self.job.uid)}{self.job.generation}.done"
 
     def _manifest_key(self, part: str) -> str:
         return f"{self.prefix}parts/{part}.json"
