@@ -67,6 +67,10 @@ class Report:
     ratios: list[Ratio] = field(default_factory=list)
     environment: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # Markdown blocks printed after the notes (tables a benchmark computes).
+    sections: list[str] = field(default_factory=list)
+    # Machine-readable figures beyond the samples, kept in the JSON only.
+    details: dict[str, Any] = field(default_factory=dict)
 
     def variant(self, key: str) -> Variant:
         return next(v for v in self.variants if v.key == key)
@@ -120,6 +124,8 @@ def to_markdown(report: Report) -> str:
         env = ", ".join(f"{key}: {value}" for key, value in report.environment.items())
         lines += ["", f"Environment: {env}"]
     lines += [f"- {note}" for note in report.notes] if report.notes else []
+    for section in report.sections:
+        lines += ["", section.rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 

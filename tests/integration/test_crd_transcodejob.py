@@ -4,10 +4,13 @@ good ones stored with their defaults."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+import yaml
 
-from tests.harness.kube import Kubectl
+from kube_transcode_devstack.stack import Stack
+from tests.harness.kube import Kubectl, install_crd
 
 # Re-exported (`as`) only for test_operator_flow, until it imports it from tests.harness.kube.
 
@@ -176,3 +179,22 @@ def test_a_template_s_chunks_must_be_whole_segments_of_its_own_segment_length(
                     check=False)  # fmt: skip
     assert "spec.chunking.chunkSeconds in body should be greater than or equal to 12" in out
     namespace("apply", "-f", "-", input=template("good", {"chunking": {"chunkSeconds": 20}}))
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
+
+
+@pytest.mark.usefixtures("crd")
+@pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("*.yaml")))
+def test_every_example_manifest_is_accepted_by_the_api_server(
+    namespace: Kubectl, kube: Stack, example: str
+) -> None:
+    """What the README points users at must apply as it is (a server-side dry run), in this
+    test's namespace rather than the one an example may name."""
+    install_crd(kube.layout.kubeconfig, "workerpools.yaml")
+    documents = [d for d in yaml.safe_load_all((EXAMPLES / example).read_text()) if d]
+    for document in documents:
+        document["metadata"].pop("namespace", None)
+    manifest = yaml.safe_dump_all(documents)
+    out = namespace("apply", "--dry-run=server", "-f", "-", input=manifest, check=False)
+    assert "created (server dry run)" in out and "error" not in out.lower(), out

@@ -65,20 +65,12 @@ def part_tasks(
     ranges: tuple[TimeRange, ...],
     preset: X264Preset,
 ) -> tuple[JobMessage, ...]:
-    """Pure: the messages of a planned job's parts, video chunks first, audio last."""
+    """Pure: the messages of a planned job's parts, the audio first, then the video chunks."""
     common = {"chunks": len(ranges), "source": staged, "probed": source, "preset": preset}
-    tasks = [
-        ChunkTask(
-            kind="video",
-            index=r.index,
-            start_seconds=r.start_seconds,
-            duration_seconds=r.duration_seconds,
-            first_segment=r.first_segment,
-            **common,  # type: ignore[arg-type]
-        )
-        for r in ranges
-    ]
+    tasks = []
     if source.has_audio:
+        # First: for a long source it is the longest single part; started last, it would
+        # set the makespan on a pool wide enough for every chunk at once.
         tasks.append(
             ChunkTask(
                 kind="audio",
@@ -89,6 +81,17 @@ def part_tasks(
                 **common,  # type: ignore[arg-type]
             )
         )
+    tasks += [
+        ChunkTask(
+            kind="video",
+            index=r.index,
+            start_seconds=r.start_seconds,
+            duration_seconds=r.duration_seconds,
+            first_segment=r.first_segment,
+            **common,  # type: ignore[arg-type]
+        )
+        for r in ranges
+    ]
     return tuple(message.for_task(task) for task in tasks)
 
 
