@@ -10,9 +10,9 @@ Target: (a) at 50 jobs/s or more. Memory and CPU are the operator process's own,
 /proc (the node agent runs the Pod as a local process): peak VmRSS sampled every 50 ms over
 the run, VmHWM (since the process started) beside it.
 
-The worker Deployment is scaled to 0 first, so the messages wait in the queue harmlessly; the
-run's messages are taken out of the queue afterwards (others are put back) and the worker is
-scaled back to what it was.
+The default pool has no worker first (the chart's fixed worker Deployment at 0 Pods in place
+of its WorkerPool), so the messages wait in the queue harmlessly; the run's messages are taken
+out of the queue afterwards (others are put back) and `make up`'s release is put back.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ from kube_transcode_devstack.stack import Stack
 from kube_transcode_devstack.waiting import wait_until
 
 OPERATOR = "kube-transcode-operator"
-WORKER = "deployment/kube-transcode-worker-default"
 OPERATOR_PODS = "app.kubernetes.io/component=operator"
+WORKER_PODS = "app.kubernetes.io/component=worker,kubetranscode.io/pool=default"
 QUEUE = job_queue_name("default")
 TARGET_JOBS_PER_SECOND = 50.0
 SAMPLE_SECONDS = 0.05
@@ -106,7 +106,7 @@ class OperatorQueueBenchmark:
             environment={"cores": os.cpu_count(), "load average before": load_average()},
         )
         details: list[RunDetails] = []
-        with worker_paused(system):
+        with worker_paused(stack, system):
             for round_ in range(options.repeat):
                 print(f"  round {round_ + 1}/{options.repeat}: {count} jobs ...", flush=True)
                 details.append(one_round(stack, system, report, options))
@@ -351,17 +351,20 @@ def apply_in_batches(k: Kubectl, namespace: str, count: int, batches: int) -> fl
 
 
 @contextmanager
-def worker_paused(system: Kubectl) -> Iterator[None]:
-    replicas = system.check("get", WORKER, "-o", "jsonpath={.spec.replicas}").strip() or "1"
-    system.check("scale", WORKER, "--replicas=0")
-    system.check(
-        "wait", "pods", "-l", "app.kubernetes.io/component=worker", "--for=delete", "--timeout=120s"
+def worker_paused(stack: Stack, system: Kubectl) -> Iterator[None]:
+    """No consumer of the default pool's queue: the release with the fixed worker Deployment
+    at 0 Pods in place of `make up`'s autoscaled WorkerPool (which would start workers for
+    the jobs), and `make up`'s release back afterwards."""
+    release.install_chart(stack, fixed_workers=0)
+    wait_until(
+        "the default pool's workers gone",
+        lambda: not system.check("get", "pods", "-l", WORKER_PODS, "-o", "name").strip(),
+        120,
     )
     try:
         yield
     finally:
-        system.check("scale", WORKER, f"--replicas={replicas}")
-        system.check("rollout", "status", WORKER, "--timeout=180s")
+        release.install_chart(stack)
 
 
 # -------------------------------------------------------------------------- the operator

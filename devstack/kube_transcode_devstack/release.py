@@ -24,6 +24,9 @@ NAMESPACE = "kube-transcode"
 DEFAULT_BUCKET = "kube-transcode"
 SOURCES_BUCKET = "sources"
 EXAMPLE_KEY = "examples/testcard-720p.mp4"
+# The default pool's WorkerPool here: the chart's (spot, 1 worker waiting) up to 3 workers,
+# what the two 2-CPU nodes hold at 1 CPU each beside the operator.
+LOCAL_MAX_WORKERS = 3
 
 
 def s3_client(stack: Stack) -> Any:
@@ -68,8 +71,18 @@ def playback_policy(bucket: str) -> dict[str, Any]:
     }
 
 
-def helm_values(stack: Stack, worker_replicas: int = 1) -> dict[str, Any]:
+def helm_values(stack: Stack, fixed_workers: int | None = None) -> dict[str, Any]:
+    """`make up`'s values: the chart's default, an autoscaled WorkerPool for the default pool.
+    With fixed_workers, the chart's fixed worker Deployment of that many Pods serves it
+    instead (for tests and benchmarks that need a known number of consumers)."""
     c = stack.credentials
+    worker: dict[str, Any] = {
+        "podAnnotations": {SOURCE_ANNOTATION: source_digest("kube_transcode", "worker")},
+    }
+    pools: dict[str, Any] = {"default": {"maxReplicas": LOCAL_MAX_WORKERS}}
+    if fixed_workers is not None:
+        worker["deployment"] = {"enabled": True, "replicas": fixed_workers}
+        pools = {"default": None}  # null removes the chart's default WorkerPool
     return {
         "local": True,
         "rabbitmq": {"url": stack.rabbitmq.url, "managementUrl": stack.rabbitmq.management_url},
@@ -83,10 +96,8 @@ def helm_values(stack: Stack, worker_replicas: int = 1) -> dict[str, Any]:
             "defaultBucket": DEFAULT_BUCKET,
             "podAnnotations": {SOURCE_ANNOTATION: source_digest("kube_transcode", "operator")},
         },
-        "worker": {
-            "replicas": worker_replicas,
-            "podAnnotations": {SOURCE_ANNOTATION: source_digest("kube_transcode", "worker")},
-        },
+        "worker": worker,
+        "pools": {"items": pools},
         # The dashboard ConfigMap (no Grafana here: tests/e2e/test_observability.py runs its
         # queries against the local Prometheus, devstack/prometheus.py).
         "grafana": {"dashboards": {"enabled": True}},
@@ -122,12 +133,13 @@ def apply_crds(stack: Stack) -> None:
     )
 
 
-def install_chart(stack: Stack, worker_replicas: int = 1, timeout: str = "5m") -> None:
-    """The current CRDs, then helm upgrade --install, waiting until every Pod is Ready.
-    Credentials go through a private values file, never the command line."""
+def install_chart(stack: Stack, fixed_workers: int | None = None, timeout: str = "5m") -> None:
+    """The current CRDs, then helm upgrade --install, waiting until every Pod is Ready (the
+    WorkerPool's workers come after: the operator creates them). Credentials go through a
+    private values file, never the command line. fixed_workers: see helm_values."""
     apply_crds(stack)
     values = stack.layout.state / "helm-values.yaml"
-    values.write_text(yaml.safe_dump(helm_values(stack, worker_replicas)))
+    values.write_text(yaml.safe_dump(helm_values(stack, fixed_workers)))
     values.chmod(0o600)
     _run(
         [

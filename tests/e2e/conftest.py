@@ -1,7 +1,9 @@
 """End-to-end fixtures: the chart installed with the real helm, sources in MinIO, jobs per test.
 
 The release is (re)installed once per session with `helm upgrade --install`, which also puts
-back what a test or a person changed by hand. Integration modules pause the installed operator
+back what a test or a person changed by hand. It serves the default pool with the chart's fixed
+worker Deployment of one Pod (`WORKERS`, explicitly: the chart's default is an autoscaled
+WorkerPool), so jobs run one at a time. Integration modules pause the installed operator
 (`installed_operator_paused`); whatever ran before, the operator and the one worker are left
 with one Ready Pod each, before the e2e tests and after them.
 """
@@ -29,6 +31,7 @@ from tests.e2e.helpers import (
     Source,
     Sources,
     ensure_ready,
+    install_one_fixed_worker,
     release_kubectl,
 )
 from tests.harness.kube import Kubectl
@@ -39,9 +42,7 @@ from tests.harness.storage import delete_objects
 @pytest.fixture(scope="session")
 def release(kube: Stack, rabbitmq: RabbitMQ, minio: MinIO) -> Iterator[Stack]:
     chart.ensure_buckets(kube)
-    chart.install_chart(kube, worker_replicas=WORKERS)
-    ensure_ready(kube, OPERATOR, 1)
-    ensure_ready(kube, WORKER, WORKERS)
+    install_one_fixed_worker(kube)
     yield kube
     if kube.rabbitmq.proc.running():
         ensure_ready(kube, OPERATOR, 1)

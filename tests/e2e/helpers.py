@@ -29,13 +29,21 @@ from tests.harness.kube import Kubectl
 API_VERSION = "kubetranscode.io/v1alpha1"
 TERMINAL = frozenset({"Succeeded", "Failed"})
 OPERATOR = "deployment/kube-transcode-operator"
+# The chart's fixed worker Deployment (worker.deployment), which the session's release enables.
 WORKER = "deployment/kube-transcode-worker-default"
+# The chart's default WorkerPool and the Deployment the operator makes for it.
+DEFAULT_POOL = "workerpool/default"
+DEFAULT_POOL_WORKERS = "deployment/default-workers"
+DEFAULT_POOL_PODS = "kubetranscode.io/workerpool=default"
 OPERATOR_PODS = "app.kubernetes.io/component=operator"
 WATCH_CATCH_UP_SECONDS = 15
 
 Job = dict[str, Any]
 
-# The release's fixed worker Deployment runs this many Pods during the e2e tests.
+# The session's release serves the default pool with the chart's fixed worker Deployment of
+# this many Pods, configured explicitly in place of the chart's default (an autoscaled
+# WorkerPool, tests/e2e/test_default_install.py): most tests need jobs to run one at a time,
+# on one consumer (priority order, a job waiting behind a busy worker).
 WORKERS = 1
 # The worker's own x264 preset (KT_FFMPEG_PRESET's default): sources decode like its output.
 PRESET = DEFAULT_X264_PRESET
@@ -52,6 +60,22 @@ def ensure_ready(stack: Stack, deployment: str, replicas: int, timeout: str = "1
     if current != str(replicas):
         k("scale", deployment, f"--replicas={replicas}")
     k("rollout", "status", deployment, f"--timeout={timeout}")
+
+
+def install_one_fixed_worker(stack: Stack) -> None:
+    """The release with the fixed worker Deployment of WORKERS Pods serving the default pool
+    (not the chart's default WorkerPool), and only them: the pool's workers, if `make up` or
+    test_default_install.py left some, are gone, so exactly WORKERS consumers take jobs."""
+    chart.install_chart(stack, fixed_workers=WORKERS)
+    ensure_ready(stack, OPERATOR, 1)
+    ensure_ready(stack, WORKER, WORKERS)
+    k = release_kubectl(stack)
+    wait_until(
+        "the default WorkerPool's workers gone",
+        lambda: not k("get", "pods", "-l", DEFAULT_POOL_PODS, "-o", "name").strip(),
+        120,
+        lambda: k("get", "workerpools,deployments,pods", "-o", "wide"),
+    )
 
 
 @dataclass(frozen=True)
@@ -206,6 +230,7 @@ class Seen:
     progress: int | None
     attempts: int | None
     reasons: str  # "type=reason" of every condition, comma-separated
+    chunks_running: int | None = None  # a chunked job's parts being encoded
 
 
 @dataclass
@@ -224,6 +249,7 @@ class Watch:
             status.get("progress"),
             status.get("attempts"),
             ",".join(f"{c.get('type')}={c.get('reason')}" for c in status.get("conditions") or []),
+            (status.get("chunks") or {}).get("running"),
         )
         with self._lock:
             self.seen.append(item)

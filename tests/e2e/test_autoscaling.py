@@ -125,7 +125,13 @@ def pool_pods(k: Kubectl, pool: str) -> list[dict[str, Any]]:
 
 
 def requeued(jobs: Jobs, names: list[str]) -> list[str]:
-    return [f"{n}: {e['message']}" for n in names for e in jobs.events(n, "Requeued")]
+    """Work handed back: a whole job's (Requeued) or a chunked job's part (ChunkRequeued)."""
+    return [
+        f"{n}: {e['message']}"
+        for n in names
+        for reason in ("Requeued", "ChunkRequeued")
+        for e in jobs.events(n, reason)
+    ]
 
 
 def test_a_burst_scales_up_from_zero_and_back_without_stopping_a_busy_worker(
@@ -176,6 +182,7 @@ def test_a_spot_interruption_mid_burst_loses_and_fails_no_job(
 ) -> None:
     k = release_kubectl(release)
     # 60 s sources: jobs still run when the interruption comes (12 s ones can finish first).
+    # Each is chunked (the default, 30 s chunks): 2 video chunks and the audio, 3 parts.
     names = burst(jobs, pool, sources.long.url, "spot")
     try:
         on_spot = wait_until(
@@ -184,6 +191,7 @@ def test_a_spot_interruption_mid_burst_loses_and_fails_no_job(
             120,
             lambda: k("get", "pods", "-o", "wide") + jobs.table(),
         )
+        workers_on_spot = len(_pods_on(k, "spot-1"))
         assert release.interrupt("spot-1") == 0
         finished = jobs.wait_finished(names, BURST_SECONDS)
     finally:
@@ -196,6 +204,15 @@ def test_a_spot_interruption_mid_burst_loses_and_fails_no_job(
     handed_back = requeued(jobs, names)
     assert handed_back, f"no job was running on spot-1 ({on_spot}) when it went"
     assert all("WorkerShutdown" in m for m in handed_back), handed_back
+    # Only the parts in flight on spot-1 were encoded again: one per worker there, at most.
+    chunks = [j["status"].get("chunks") or {} for j in finished.values()]
+    assert all(c.get("total") == c.get("done") == 3 for c in chunks), chunks
+    assert sum(c["redone"] for c in chunks) <= workers_on_spot, (chunks, workers_on_spot)
+
+
+def _pods_on(k: Kubectl, node: str) -> list[str]:
+    out = json.loads(k("get", "pods", "-o", "json", "--field-selector", f"spec.nodeName={node}"))
+    return [p["metadata"]["name"] for p in out["items"]]
 
 
 def _busy_on(k: Kubectl, jobs: Jobs, names: list[str], node: str) -> list[str]:

@@ -4,7 +4,8 @@ Spot capacity goes; the workers move to the on-demand node and take all of its C
 then the operator Pod comes back (a restart, an upgrade). Without PriorityClasses it stays
 Pending for as long as the workers run, and nothing moves. With the chart's classes the
 scheduler preempts one worker for it: that worker hands its job back, as on a spot
-interruption, and every job still finishes.
+interruption, and every job still finishes. The workers are the session release's fixed
+worker Deployment (tests/e2e/conftest.py configures it), scaled by hand to fill the node.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """TranscodeJobs through the installed chart, as a user sees them: kubectl, helm and S3 only.
 
-One worker serves every test, so jobs run one at a time; sources are 640x360 test pictures of
-2 to 60 s. The restarts of the operator and of RabbitMQ come last: they disturb the most.
+One worker serves every test, so jobs run one at a time: the session's release configures the
+chart's fixed worker Deployment with one Pod for this (tests/e2e/conftest.py), not the chart's
+default autoscaled WorkerPool. Sources are 640x360 test pictures of 2 to 60 s. The restarts
+of the operator and of RabbitMQ come last: they disturb the most.
 """
 
 from __future__ import annotations
@@ -79,11 +81,14 @@ def test_a_job_goes_queued_running_succeeded_and_leaves_a_playable_ladder(
         "240p": "426x240",
     }
 
-    # `kubectl get tj` alone tells the story.
+    # `kubectl get tj` alone tells the story. The 60 s source is chunked by default (30 s
+    # chunks): 2 video chunks and the audio, 3 parts.
     table = jobs.k("get", "tj")
     header, row = table.splitlines()[0].split(), table.splitlines()[1].split()
-    assert header == ["NAME", "PHASE", "PROGRESS", "PRIORITY", "POOL", "ATTEMPTS", "AGE"]
-    assert row[:6] == ["ladder", "Succeeded", "100", "normal", "default", "1"]
+    assert header == [
+        "NAME", "PHASE", "PROGRESS", "CHUNKS", "PRIORITY", "POOL", "ATTEMPTS", "AGE"
+    ]  # fmt: skip
+    assert row[:7] == ["ladder", "Succeeded", "100", "3/3", "normal", "default", "1"]
     wide = jobs.k("get", "tj", "-o", "wide")
     assert "WORKER" in wide and "kube-transcode-worker-default" in wide
     assert "2 renditions at s3://" in wide

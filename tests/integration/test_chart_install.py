@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import json
-import re
 import subprocess
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -13,11 +13,20 @@ import yaml
 from kube_transcode_devstack.layout import tools_bin
 from kube_transcode_devstack.stack import Stack
 from tests.harness import ROOT
-from tests.harness.kube import Kubectl
+from tests.harness.kube import Kubectl, install_crd
 
 pytestmark = pytest.mark.integration
 
 CHART = ROOT / "charts" / "kube-transcode"
+BROKER = ["--set", "rabbitmq.url=amqp://u:p@rabbit:5672/"]
+# The fixed worker Deployment, opt-in: it serves the default pool in place of the WorkerPool.
+FIXED_WORKER = ["--set", "worker.deployment.enabled=true", "--set", "pools.items.default=null"]
+
+
+@pytest.fixture(scope="module")
+def pool_crd(kube: Stack) -> None:
+    """The chart renders the default WorkerPool: a server dry run needs its CRD served."""
+    install_crd(kube.layout.kubeconfig, "workerpools.yaml")
 
 
 def helm(*args: str) -> str:
@@ -43,7 +52,7 @@ def test_chart_lints() -> None:
     ids=["local-with-secrets", "existing-secrets-namespaced"],
 )  # fmt: skip
 def test_rendered_chart_passes_a_server_side_dry_run(
-    kube: Stack, namespace: Kubectl, values: list[str]
+    kube: Stack, namespace: Kubectl, pool_crd: None, values: list[str]
 ) -> None:
     values = [value.replace("NAMESPACE", namespace.namespace) for value in values]
     rendered = helm(
@@ -55,14 +64,46 @@ def test_rendered_chart_passes_a_server_side_dry_run(
         "serviceaccount/",
         "clusterrole.rbac.authorization.k8s.io/",
         "customresourcedefinition",
+        "workerpool.kubetranscode.io/default",
     ):
         assert kind in out  # fmt: skip
+
+
+def _docs(rendered: str, kind: str) -> dict[str, dict[str, Any]]:
+    return {
+        doc["metadata"]["name"]: doc
+        for doc in yaml.safe_load_all(rendered)
+        if doc and doc["kind"] == kind
+    }
+
+
+def test_the_default_pool_is_a_spot_workerpool_and_the_fixed_deployment_opt_in() -> None:
+    default = helm("template", "kt", str(CHART), *BROKER)
+    pools = _docs(default, "WorkerPool")
+    assert list(pools) == ["default"]
+    spec = pools["default"]["spec"]
+    assert (spec["capacity"], spec["minReplicas"], spec["maxReplicas"]) == ("Spot", 1, 4)
+    assert list(_docs(default, "Deployment")) == ["kt-kube-transcode-operator"]
+
+    fixed = helm("template", "kt", str(CHART), *BROKER, *FIXED_WORKER)
+    assert _docs(fixed, "WorkerPool") == {}
+    worker = _docs(fixed, "Deployment")["kt-kube-transcode-worker-default"]
+    assert worker["spec"]["replicas"] == 1
+
+    both = subprocess.run(
+        [str(tools_bin() / "helm"), "template", "kt", str(CHART), *BROKER,
+         "--set", "worker.deployment.enabled=true"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert both.returncode != 0
+    assert 'pool "default" is served by the WorkerPool pools.items.default already' in both.stderr
+    assert "--set pools.items.default=null" in both.stderr
 
 
 def test_values_schema_refuses_a_typo() -> None:
     proc = subprocess.run(
         [str(tools_bin() / "helm"), "template", "kt", str(CHART),
-         "--set", "rabbitmq.url=amqp://u:p@rabbit:5672/", "--set", "worker.replicaz=3"],
+         "--set", "rabbitmq.url=amqp://u:p@rabbit:5672/", "--set", "worker.deployment.replicaz=3"],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert proc.returncode != 0
@@ -78,7 +119,7 @@ def test_the_chart_needs_a_broker() -> None:
 
 
 def test_kind_values_use_the_images_kind_up_builds_and_pass_a_server_dry_run(
-    namespace: Kubectl,
+    namespace: Kubectl, pool_crd: None
 ) -> None:
     rendered = helm(
         "template",
@@ -89,9 +130,16 @@ def test_kind_values_use_the_images_kind_up_builds_and_pass_a_server_dry_run(
         "-f",
         str(ROOT / "hack" / "kind" / "values.yaml"),
     )
-    images = set(re.findall(r"image: (\S+)", rendered))
+    # The operator's Deployment, and the worker Pod template it gives the default WorkerPool.
+    containers = [
+        container
+        for spec in _pod_specs(rendered).values()
+        for container in cast(list[dict[str, Any]], spec["containers"])
+    ]
+    images = {c["image"] for c in containers}
     assert images == {"kube-transcode/operator:dev", "kube-transcode/worker:dev"}
-    assert set(re.findall(r"imagePullPolicy: (\S+)", rendered)) == {"Never"}
+    assert {c["imagePullPolicy"] for c in containers} == {"Never"}
+    assert list(_docs(rendered, "WorkerPool")) == ["default"]
     namespace("apply", "--dry-run=server", "-f", "-", input=rendered)
     # The development services, validated in this test's namespace (a dry run creates none).
     docs = yaml.safe_load_all((ROOT / "hack" / "kind" / "services.yaml").read_text())
@@ -114,9 +162,10 @@ def _pod_specs(rendered: str) -> dict[str, dict[str, object]]:
 
 
 def test_the_operator_outranks_its_workers_by_default_and_classes_can_be_renamed_or_brought(
-    kube: Stack, namespace: Kubectl
+    kube: Stack, namespace: Kubectl, pool_crd: None
 ) -> None:
-    base = ["--namespace", namespace.namespace, "--set", "rabbitmq.url=amqp://u:p@rabbit:5672/"]
+    # With the fixed worker Deployment (opt-in) too: its class is checked beside the template's.
+    base = ["--namespace", namespace.namespace, *BROKER, *FIXED_WORKER]
     rendered = helm("template", "kt", str(CHART), *base)
     classes = {
         doc["metadata"]["name"]: doc

@@ -44,7 +44,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
 {{- define "kube-transcode.workerName" -}}
-{{- printf "%s-worker-%s" (include "kube-transcode.fullname" .) .Values.worker.pool | trunc 63 | trimSuffix "-" }}
+{{- printf "%s-worker-%s" (include "kube-transcode.fullname" .) .Values.worker.deployment.pool | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
 {{/*
