@@ -215,9 +215,21 @@ def _succeeded(
 
 
 def _failed(status: Mapping[str, Any], event: JobEvent, now: datetime) -> Transition:
-    generation = event.job.generation
     reason = event.reason or "Failed"
     message = f"attempt {event.attempt} failed ({reason}): {event.message or 'no details'}"
+    return _ended_failed(status, event, reason, message, {"attempts": event.attempt}, now)
+
+
+def _ended_failed(
+    status: Mapping[str, Any],
+    event: JobEvent,
+    reason: str,
+    message: str,
+    extra: StatusPatch,
+    now: datetime,
+) -> Transition:
+    """The job Failed with `reason`: conditions, times and the Warning Event."""
+    generation = event.job.generation
     conditions = list(status.get("conditions") or [])
     for type_ in ("Queued", "Running"):
         conditions = set_condition(
@@ -228,12 +240,12 @@ def _failed(status: Mapping[str, Any], event: JobEvent, now: datetime) -> Transi
     )
     patch: StatusPatch = {
         "phase": "Failed",
-        "attempts": event.attempt,
         "worker": event.worker,
         "completionTime": timestamp(now),
         "nextAttemptTime": None,
         "message": message,
         "conditions": conditions,
+        **extra,
     }
     return Transition(patch, KubeEvent("Warning", "Failed", message))
 
@@ -345,31 +357,13 @@ def _part_requeued(
 def _part_failed(status: Mapping[str, Any], event: JobEvent, now: datetime) -> Transition:
     """One part failed for good: so does the job, and its other parts are to be stopped."""
     assert event.chunk is not None
-    generation = event.job.generation
     reason = event.reason or "Failed"
     message = (
         f"{event.part} failed on attempt {event.attempt} ({reason}): "
         f"{event.message or 'no details'}"
     )
-    conditions = list(status.get("conditions") or [])
-    for type_ in ("Queued", "Running"):
-        conditions = set_condition(
-            conditions, type_, "False", reason, message, generation=generation, now=now
-        )
-    conditions = set_condition(
-        conditions, "Failed", "True", reason, message, generation=generation, now=now
-    )
-    chunks = chunks_of(status, event.chunk, {})
-    patch: StatusPatch = {
-        "phase": "Failed",
-        "worker": event.worker,
-        "completionTime": timestamp(now),
-        "nextAttemptTime": None,
-        "message": message,
-        "conditions": conditions,
-        "chunks": {**chunks, "failedPart": event.part},
-    }
-    return Transition(patch, KubeEvent("Warning", "Failed", message))
+    chunks = {**chunks_of(status, event.chunk, {}), "failedPart": event.part}
+    return _ended_failed(status, event, reason, message, {"chunks": chunks}, now)
 
 
 def parts_to_stop(status: Mapping[str, Any]) -> str | None:

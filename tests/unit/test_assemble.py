@@ -36,7 +36,12 @@ def _part(first: int, durations: list[float], size: int, codecs: str) -> Renditi
     return RenditionPart(
         target_duration=6,
         segments=tuple(
-            SegmentEntry(uri=f"seg_{first + i:05d}.ts", duration=d, size=size)
+            SegmentEntry(
+                uri=f"seg_{first + i:05d}.ts",
+                duration=d,
+                size=size,
+                keyframe_bytes=None if codecs.startswith("mp4a") else size // 10,
+            )
             for i, d in enumerate(durations)
         ),
         codecs=codecs,
@@ -101,3 +106,19 @@ def test_parts_and_their_keys() -> None:
     keys = segment_keys("media/film", _manifests())
     assert "media/film/high/seg_00006.ts" in keys and "media/film/audio/seg_00006.ts" in keys
     assert len(keys) == 7 * 2 + 7
+
+
+def test_every_video_rendition_gets_an_i_frame_playlist_into_its_segments() -> None:
+    playlists = assemble(PLAN, _manifests(), chunks=3)
+    text = playlists["high/iframes.m3u8"]
+    assert "#EXT-X-I-FRAMES-ONLY" in text and "#EXT-X-VERSION:4" in text
+    ranges = [line for line in text.splitlines() if line.startswith("#EXT-X-BYTERANGE:")]
+    # One I-frame per segment, from the segment's start through its keyframe.
+    assert ranges[:3] == ["#EXT-X-BYTERANGE:45000@0", "#EXT-X-BYTERANGE:45000@0",
+                          "#EXT-X-BYTERANGE:90000@0"]  # fmt: skip
+    assert len(ranges) == 7 and "audio/iframes.m3u8" not in playlists
+    master = parse_master_playlist(playlists["master.m3u8"])
+    assert [s["URI"] for s in master.iframe_streams] == ["low/iframes.m3u8", "high/iframes.m3u8"]
+    high = master.iframe_streams[1]
+    assert (high["RESOLUTION"], high["CODECS"]) == ("640x360", "avc1.64001e")
+    assert int(high["BANDWIDTH"]) == 90_000 * 8 // 6

@@ -11,6 +11,7 @@ from kube_transcode.ladder import LadderPlan, SourceInfo, plan_ladder
 from kube_transcode_worker.hls import (
     RenditionStats,
     average_bitrate,
+    first_frame_bytes,
     h264_codecs_from_ts,
     master_playlist,
     measure_rendition,
@@ -234,3 +235,25 @@ def test_measuring_refuses_segment_uris_outside_the_rendition(tmp_path: Path) ->
     )
     with pytest.raises(ValueError, match="unexpected segment URI"):
         measure_rendition(folder, video=True)
+
+
+def _ts_packet(pid: int, *, start: bool, payload: bytes = b"") -> bytes:
+    header = bytes([0x47, (0x40 if start else 0) | (pid >> 8), pid & 0xFF, 0x10])
+    return (header + payload).ljust(188, b"\xff")
+
+
+def test_a_segment_s_first_frame_ends_where_the_next_video_pes_begins() -> None:
+    video_pes = b"\x00\x00\x01\xe0"
+    segment = b"".join(
+        [
+            _ts_packet(0, start=True, payload=b"\x00PAT"),
+            _ts_packet(0x1000, start=True, payload=b"\x00PMT"),
+            _ts_packet(0x100, start=True, payload=video_pes),  # the keyframe begins
+            _ts_packet(0x100, start=False),
+            _ts_packet(0x100, start=True, payload=video_pes),  # the next frame
+            _ts_packet(0x100, start=False),
+        ]
+    )
+    assert first_frame_bytes(segment) == 4 * 188
+    assert first_frame_bytes(segment[: 4 * 188]) == 4 * 188  # a one-frame segment: all of it
+    assert first_frame_bytes(_ts_packet(0, start=True)) is None  # no video at all

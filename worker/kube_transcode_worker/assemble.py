@@ -18,10 +18,12 @@ from pydantic import BaseModel, ConfigDict
 from kube_transcode.chunks import AUDIO_TASK, chunk_task_name
 from kube_transcode.ladder import AUDIO_RENDITION_NAME, LadderPlan
 from kube_transcode_worker.hls import (
+    IFRAME_PLAYLIST_NAME,
     MASTER_PLAYLIST_NAME,
     MEDIA_PLAYLIST_NAME,
     RenditionPart,
     RenditionStats,
+    iframe_playlist,
     master_playlist,
     read_rendition,
     rendition_stats,
@@ -92,6 +94,9 @@ def assemble(
         except KeyError:
             raise ValueError(f"a chunk lacks rendition {rendition.name}") from None
         playlists[f"{rendition.name}/{MEDIA_PLAYLIST_NAME}"] = media_playlist(parts)
+        iframes = iframe_playlist(parts)
+        if iframes is not None:
+            playlists[f"{rendition.name}/{IFRAME_PLAYLIST_NAME}"] = iframes
         stats[rendition.name] = rendition_stats(parts)
     if plan.audio is not None:
         audio = manifests[AUDIO_TASK].renditions[AUDIO_RENDITION_NAME]

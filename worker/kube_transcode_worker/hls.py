@@ -20,6 +20,8 @@ from kube_transcode.ladder import AUDIO_RENDITION_NAME, H264Profile, LadderPlan,
 
 MASTER_PLAYLIST_NAME = "master.m3u8"
 MEDIA_PLAYLIST_NAME = "index.m3u8"
+# Beside each video rendition's media playlist: its keyframes only, for scrubbing (trick play).
+IFRAME_PLAYLIST_NAME = "iframes.m3u8"
 SEGMENT_PATTERN = "seg_%05d.ts"
 AUDIO_GROUP_ID = "aud"
 AAC_LC_CODECS = "mp4a.40.2"
@@ -66,6 +68,8 @@ class MasterPlaylist:
     variants: tuple[Variant, ...]
     media: tuple[dict[str, str], ...]
     independent_segments: bool
+    # EXT-X-I-FRAME-STREAM-INF attributes (URI among them), one per I-frame playlist.
+    iframe_streams: tuple[dict[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,9 @@ class RenditionStats:
     peak_bps: int
     average_bps: int
     codecs: str | None = field(default=None)
+    # Of the I-frame playlist, when every segment's keyframe was found.
+    iframe_peak_bps: int | None = field(default=None)
+    iframe_average_bps: int | None = field(default=None)
 
 
 def _lines(text: str) -> list[str]:
@@ -123,6 +130,7 @@ def parse_master_playlist(text: str) -> MasterPlaylist:
     lines = _lines(text)
     variants: list[Variant] = []
     media: list[dict[str, str]] = []
+    iframe_streams: list[dict[str, str]] = []
     pending: dict[str, str] | None = None
     for line in lines[1:]:
         tag, _, value = line.partition(":")
@@ -130,6 +138,8 @@ def parse_master_playlist(text: str) -> MasterPlaylist:
             pending = parse_attributes(value)
         elif tag == "#EXT-X-MEDIA":
             media.append(parse_attributes(value))
+        elif tag == "#EXT-X-I-FRAME-STREAM-INF":
+            iframe_streams.append(parse_attributes(value))
         elif not line.startswith("#"):
             if pending is None:
                 raise ValueError(f"variant {line!r} has no #EXT-X-STREAM-INF before it")
@@ -139,6 +149,7 @@ def parse_master_playlist(text: str) -> MasterPlaylist:
         variants=tuple(variants),
         media=tuple(media),
         independent_segments="#EXT-X-INDEPENDENT-SEGMENTS" in lines,
+        iframe_streams=tuple(iframe_streams),
     )
 
 
@@ -210,6 +221,31 @@ def h264_codecs_from_ts(data: bytes) -> str | None:
     return None
 
 
+def first_frame_bytes(data: bytes) -> int | None:
+    """Bytes from a segment's start through its first video frame (whole TS packets).
+
+    A segment starts with the tables (PAT, PMT) and its keyframe; the keyframe's packets end
+    where the next video PES begins. That prefix alone decodes to one picture: what an
+    I-frame playlist's byte range names. None when the data holds no video PES.
+    """
+    video_pid: int | None = None
+    for offset in range(0, len(data) - _TS_PACKET_SIZE + 1, _TS_PACKET_SIZE):
+        packet = data[offset : offset + _TS_PACKET_SIZE]
+        if packet[0] != _TS_SYNC_BYTE:
+            return None
+        if not packet[1] & 0x40:  # payload_unit_start_indicator: a PES (or table) begins
+            continue
+        pid = ((packet[1] & 0x1F) << 8) | packet[2]
+        start = 4 + (1 + packet[4] if (packet[3] >> 4) & 0x2 else 0)
+        payload = packet[start:]
+        is_video_pes = payload[:3] == b"\x00\x00\x01" and 0xE0 <= payload[3] <= 0xEF
+        if video_pid is None and is_video_pes:
+            video_pid = pid
+        elif video_pid is not None and pid == video_pid:
+            return offset
+    return None if video_pid is None else len(data) - len(data) % _TS_PACKET_SIZE
+
+
 def _segment_path(rendition_dir: Path, uri: str) -> Path:
     # Our own playlists name plain files beside them; anything else is not ours to read.
     if "/" in uri or "\\" in uri or uri in ("", ".", ".."):
@@ -225,6 +261,8 @@ class SegmentEntry(BaseModel):
     uri: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     duration: float = Field(gt=0)
     size: int = Field(ge=0)
+    # Video: bytes from the start through its first (key)frame, for the I-frame playlist.
+    keyframe_bytes: int | None = Field(default=None, gt=0)
 
 
 class RenditionPart(BaseModel):
@@ -244,7 +282,12 @@ def read_rendition(rendition_dir: Path, *, video: bool) -> RenditionPart:
         raise ValueError(f"{rendition_dir} has no segments")
     paths = [_segment_path(rendition_dir, segment.uri) for segment in playlist.segments]
     segments = tuple(
-        SegmentEntry(uri=segment.uri, duration=segment.duration, size=path.stat().st_size)
+        SegmentEntry(
+            uri=segment.uri,
+            duration=segment.duration,
+            size=path.stat().st_size,
+            keyframe_bytes=first_frame_bytes(path.read_bytes()) if video else None,
+        )
         for path, segment in zip(paths, playlist.segments, strict=True)
     )
     codecs: str | None = AAC_LC_CODECS
@@ -256,13 +299,47 @@ def read_rendition(rendition_dir: Path, *, video: bool) -> RenditionPart:
 
 def rendition_stats(parts: Sequence[RenditionPart]) -> RenditionStats:
     """Bitrates of a rendition made of these parts, in order; CODECS of the first."""
-    sizes = [(s.size, s.duration) for part in parts for s in part.segments]
+    segments = [s for part in parts for s in part.segments]
+    sizes = [(s.size, s.duration) for s in segments]
     target = max(part.target_duration for part in parts)
+    keyframes = [(s.keyframe_bytes, s.duration) for s in segments if s.keyframe_bytes]
+    every_keyframe = len(keyframes) == len(segments)
     return RenditionStats(
         peak_bps=peak_segment_bitrate(sizes, target),
         average_bps=average_bitrate(sizes),
         codecs=parts[0].codecs,
+        iframe_peak_bps=peak_segment_bitrate(keyframes, target) if every_keyframe else None,
+        iframe_average_bps=average_bitrate(keyframes) if every_keyframe else None,
     )
+
+
+def iframe_playlist(parts: Sequence[RenditionPart]) -> str | None:
+    """The I-frame playlist of a video rendition: each segment's keyframe as a byte range.
+
+    Every segment starts with a keyframe (forced at every boundary) and holds no other
+    (x264's GOP is the segment's length), so a segment's keyframe shows until the next
+    segment's: each I-frame lasts its segment. None when a keyframe's extent is unknown.
+    """
+    segments = [s for part in parts for s in part.segments]
+    if not segments or any(s.keyframe_bytes is None for s in segments):
+        return None
+    lines = [
+        "#EXTM3U",
+        "#EXT-X-VERSION:4",
+        f"#EXT-X-TARGETDURATION:{max(part.target_duration for part in parts)}",
+        "#EXT-X-MEDIA-SEQUENCE:0",
+        "#EXT-X-PLAYLIST-TYPE:VOD",
+        "#EXT-X-INDEPENDENT-SEGMENTS",
+        "#EXT-X-I-FRAMES-ONLY",
+    ]
+    for segment in segments:
+        lines += [
+            f"#EXTINF:{segment.duration:.6f},",
+            f"#EXT-X-BYTERANGE:{segment.keyframe_bytes}@0",
+            segment.uri,
+        ]
+    lines.append("#EXT-X-ENDLIST")
+    return "\n".join(lines) + "\n"
 
 
 def measure_rendition(rendition_dir: Path, *, video: bool) -> RenditionStats:
@@ -300,15 +377,32 @@ def master_playlist(plan: LadderPlan, stats: Mapping[str, RenditionStats]) -> st
         variants.append((peak, attributes, f"{rendition.name}/{MEDIA_PLAYLIST_NAME}"))
     for _, attributes, uri in sorted(variants, key=lambda variant: variant[0]):
         lines += [f"#EXT-X-STREAM-INF:{attributes}", uri]
+    iframes = [
+        (stats[r.name].iframe_peak_bps or 0, r)
+        for r in plan.renditions
+        if stats[r.name].iframe_peak_bps is not None
+    ]
+    for peak, rendition in sorted(iframes, key=lambda entry: entry[0]):
+        video_codecs = stats[rendition.name].codecs or planned_codecs(rendition)
+        lines.append(
+            f"#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH={peak},"
+            f"AVERAGE-BANDWIDTH={stats[rendition.name].iframe_average_bps},"
+            f"RESOLUTION={rendition.width}x{rendition.height},"
+            f'CODECS="{video_codecs}",URI="{rendition.name}/{IFRAME_PLAYLIST_NAME}"'
+        )
     return "\n".join(lines) + "\n"
 
 
 def write_master_playlist(out_dir: Path, plan: LadderPlan) -> Path:
-    """Measure every rendition under out_dir and write master.m3u8 there (atomically)."""
-    stats = {
-        rendition.name: measure_rendition(out_dir / rendition.name, video=True)
-        for rendition in plan.renditions
-    }
+    """Measure every rendition under out_dir and write master.m3u8 there (atomically), after
+    each video rendition's I-frame playlist."""
+    stats = {}
+    for rendition in plan.renditions:
+        video = read_rendition(out_dir / rendition.name, video=True)
+        stats[rendition.name] = rendition_stats([video])
+        iframes = iframe_playlist([video])
+        if iframes is not None:
+            (out_dir / rendition.name / IFRAME_PLAYLIST_NAME).write_text(iframes)
     if plan.audio:
         stats[AUDIO_RENDITION_NAME] = measure_rendition(out_dir / AUDIO_RENDITION_NAME, video=False)
     master = out_dir / MASTER_PLAYLIST_NAME
