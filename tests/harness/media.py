@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from kube_transcode.ladder import LadderPlan
+from kube_transcode_worker.authoring import Violation, check_folder
 from kube_transcode_worker.hls import (
     MASTER_PLAYLIST_NAME,
     MasterPlaylist,
@@ -129,8 +130,14 @@ def check_media_playlist(path: Path, segment_seconds: int, tolerance: float) -> 
     return playlist
 
 
+def assert_authoring_rules(violations: list[Violation]) -> None:
+    assert violations == [], "HLS authoring rules broken:\n" + "\n".join(map(str, violations))
+
+
 def check_ladder(dest: Path, plan: LadderPlan) -> MasterPlaylist:
-    """Play the ladder at dest the way a player would and compare it with the plan."""
+    """Play the ladder at dest the way a player would, compare it with the plan, and hold it to
+    Apple's HLS authoring rules."""
+    assert_authoring_rules(check_folder(dest))
     source = plan.source
     segment_seconds = plan.hls.segment_seconds
     master = parse_master_playlist((dest / MASTER_PLAYLIST_NAME).read_text())
@@ -193,4 +200,5 @@ def check_audio(dest: Path, master: MasterPlaylist, plan: LadderPlan) -> None:
     report = ffprobe_json(dest / media["URI"], "-show_streams")
     (stream,) = report["streams"]
     assert stream["codec_type"] == "audio" and stream["codec_name"] == "aac"
+    assert stream["profile"] == "LC", "the master's mp4a.40.2 promises AAC-LC"
     assert (stream["channels"], int(stream["sample_rate"])) == (2, 48000)

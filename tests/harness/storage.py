@@ -6,7 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from kube_transcode_worker.authoring import check_ladder
 from kube_transcode_worker.hls import parse_master_playlist, parse_media_playlist
+from tests.harness.media import assert_authoring_rules
 
 
 def upload_source(s3: Any, bucket: str, path: Path, key: str | None = None) -> str:
@@ -47,7 +49,9 @@ def download_folder(s3: Any, bucket: str, prefix: str, dest: Path) -> list[str]:
 
 
 def check_stored_ladder(s3: Any, bucket: str, prefix: str) -> list[str]:
-    """What a player does: master, every variant's playlist, every segment; returns the keys."""
+    """What a player does: master, every variant's playlist, every segment; returns the keys.
+
+    The ladder is then held to Apple's HLS authoring rules, measured on the stored bytes."""
     keys = object_keys(s3, bucket, f"{prefix}/")
 
     def text(key: str) -> str:
@@ -57,6 +61,9 @@ def check_stored_ladder(s3: Any, bucket: str, prefix: str) -> list[str]:
 
     master = parse_master_playlist(text(f"{prefix}/master.m3u8"))
     uris = [v.uri for v in master.variants] + [m["URI"] for m in master.media]
+    # Every video rendition has its I-frame playlist, into the same segments.
+    assert len(master.iframe_streams) == len(master.variants)
+    uris += [stream["URI"] for stream in master.iframe_streams]
     assert len(master.variants) == 2
     referenced = {f"{prefix}/master.m3u8"}
     for uri in uris:
@@ -70,4 +77,14 @@ def check_stored_ladder(s3: Any, bucket: str, prefix: str) -> list[str]:
             assert head["ContentType"] == "video/mp2t" and head["ContentLength"] > 0
             referenced.add(key)
     assert set(keys) == referenced, "objects the ladder does not name, or names and lacks"
+    check_stored_authoring(s3, bucket, prefix)
     return keys
+
+
+def check_stored_authoring(s3: Any, bucket: str, prefix: str) -> None:
+    """The ladder under prefix/ follows Apple's HLS authoring rules, measured on its objects."""
+    stored = {
+        key.removeprefix(f"{prefix}/"): s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        for key in object_keys(s3, bucket, f"{prefix}/")
+    }
+    assert_authoring_rules(check_ladder(stored))

@@ -17,6 +17,7 @@ from kube_transcode_devstack.release import playback_policy
 from kube_transcode_devstack.services import MinIO
 from tests.harness.media import make_source
 from tests.harness.player import PlaybackReport, Rendition, codec_support, play_ladder
+from tests.harness.storage import check_stored_authoring
 
 pytestmark = pytest.mark.integration
 
@@ -111,6 +112,7 @@ def test_every_rendition_plays_to_its_end_without_a_stall_and_seeks_resume(
     testcard: Path, minio: MinIO, s3: Any, bucket: str
 ) -> None:
     transcode_to_minio(testcard, f"s3://{bucket}/shows/testcard", minio)
+    check_stored_authoring(s3, bucket, "shows/testcard")
     # As `make up` does for its bucket: anyone may read the ladders, as a player needs.
     s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(playback_policy(bucket)))
 

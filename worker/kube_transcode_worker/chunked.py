@@ -35,11 +35,10 @@ from kube_transcode.messages import (
     StagedSource,
 )
 from kube_transcode_worker.assemble import assemble, manifest_of_folder, segment_keys
-from kube_transcode_worker.encode import run_encode
 from kube_transcode_worker.errors import PermanentJobError
 from kube_transcode_worker.events import AttemptReporter
 from kube_transcode_worker.hls import MASTER_PLAYLIST_NAME
-from kube_transcode_worker.tools import JobTools, check_not_cancelled, outputs, plan_for
+from kube_transcode_worker.tools import JobTools, check_not_cancelled, encode, outputs, plan_for
 from kube_transcode_worker.workarea import WorkArea
 
 log = logging.getLogger(__name__)
@@ -152,20 +151,8 @@ def run_part(
         reporter.chunk = ChunkReport(task=task.name, counts=work.counts(total))
         reporter.phase(Phase.transcoding)
         out = scratch / PARTS_DIR
-        encoded = run_encode(
-            plan,
-            work.presigned_url(task.source),
-            out,
-            reporter.progress,
-            cancel,
-            part=task,
-            preset=task.preset,
-            ffmpeg=settings.ffmpeg_binary,
-            allowed_demuxers=settings.probe_limits.allowed_demuxers,
-        )
-        metrics.encode_seconds.observe(encoded.elapsed_seconds)
-        if encoded.elapsed_seconds > 0:
-            metrics.encode_speed.observe(encoded.encoded_seconds / encoded.elapsed_seconds)
+        url = work.presigned_url(task.source)
+        encoded = encode(tools, plan, url, out, reporter, cancel, preset=task.preset, part=task)
         reporter.phase(Phase.uploading)
         stored = tools.store.put_segments(out, message.output.bucket, message.output.prefix, cancel)
         metrics.upload_seconds.observe(stored.seconds)

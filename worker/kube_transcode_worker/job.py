@@ -26,12 +26,11 @@ from pathlib import Path
 from kube_transcode.chunks import plan_chunks
 from kube_transcode.messages import JobMessage, Phase
 from kube_transcode_worker.chunked import TaskResult, run_part, split
-from kube_transcode_worker.encode import run_encode
 from kube_transcode_worker.errors import JobError, PermanentJobError
 from kube_transcode_worker.events import AttemptReporter
 from kube_transcode_worker.hls import write_master_playlist
 from kube_transcode_worker.probe import probe_source
-from kube_transcode_worker.tools import JobTools, check_not_cancelled, outputs, plan_for
+from kube_transcode_worker.tools import JobTools, check_not_cancelled, encode, outputs, plan_for
 from kube_transcode_worker.workarea import WorkArea
 
 log = logging.getLogger(__name__)
@@ -101,19 +100,7 @@ def _run_in(
 
     reporter.phase(Phase.transcoding)
     ladder = scratch / LADDER_DIR
-    encoded = run_encode(
-        plan,
-        fetched.path,
-        ladder,
-        reporter.progress,
-        cancel,
-        preset=settings.ffmpeg_preset,
-        ffmpeg=settings.ffmpeg_binary,
-        allowed_demuxers=settings.probe_limits.allowed_demuxers,
-    )
-    metrics.encode_seconds.observe(encoded.elapsed_seconds)
-    if encoded.elapsed_seconds > 0:
-        metrics.encode_speed.observe(encoded.encoded_seconds / encoded.elapsed_seconds)
+    encode(tools, plan, fetched.path, ladder, reporter, cancel, preset=settings.ffmpeg_preset)
     master = write_master_playlist(ladder, plan)
 
     reporter.phase(Phase.uploading)

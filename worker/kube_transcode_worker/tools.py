@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
+from pathlib import Path
 
-from kube_transcode.ladder import AUDIO_RENDITION_NAME, LadderPlan, SourceInfo, plan_ladder
-from kube_transcode.messages import JobMessage, JobOutputs, RenditionOutput
+from kube_transcode.ladder import (
+    AUDIO_RENDITION_NAME,
+    LadderPlan,
+    SourceInfo,
+    X264Preset,
+    plan_ladder,
+)
+from kube_transcode.messages import ChunkTask, JobMessage, JobOutputs, RenditionOutput
+from kube_transcode_worker.encode import EncodeInput, EncodeResult, run_encode
 from kube_transcode_worker.errors import CancelRequestedError, PermanentJobError
+from kube_transcode_worker.events import AttemptReporter
 from kube_transcode_worker.fetch import Fetcher
 from kube_transcode_worker.hls import MASTER_PLAYLIST_NAME, parse_master_playlist
 from kube_transcode_worker.metrics import WorkerMetrics
@@ -22,6 +32,36 @@ class JobTools:
     fetcher: Fetcher
     store: LadderStore
     metrics: WorkerMetrics
+
+
+def encode(
+    tools: JobTools,
+    plan: LadderPlan,
+    source: EncodeInput,
+    out: Path,
+    reporter: AttemptReporter,
+    cancel: threading.Event,
+    *,
+    preset: X264Preset,
+    part: ChunkTask | None = None,
+) -> EncodeResult:
+    """run_encode with this worker's FFmpeg and limits; its time and speed observed."""
+    settings, metrics = tools.settings, tools.metrics
+    encoded = run_encode(
+        plan,
+        source,
+        out,
+        reporter.progress,
+        cancel,
+        part=part,
+        preset=preset,
+        ffmpeg=settings.ffmpeg_binary,
+        allowed_demuxers=settings.probe_limits.allowed_demuxers,
+    )
+    metrics.encode_seconds.observe(encoded.elapsed_seconds)
+    if encoded.elapsed_seconds > 0:
+        metrics.encode_speed.observe(encoded.encoded_seconds / encoded.elapsed_seconds)
+    return encoded
 
 
 def check_not_cancelled(message: JobMessage, store: LadderStore) -> None:
