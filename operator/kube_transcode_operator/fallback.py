@@ -40,6 +40,8 @@ class JobView:
     priority: str
     worker: str | None
     waiting_since: datetime | None
+    # A chunked job's: every worker encoding one of its parts now.
+    part_workers: frozenset[str] = frozenset()
 
     @classmethod
     def from_body(
@@ -59,12 +61,18 @@ class JobView:
             priority=str(spec.get("priority") or "normal"),
             worker=status.get("worker"),
             waiting_since=since if queued.get("status") == "True" else None,
+            part_workers=frozenset((status.get("chunks") or {}).get("workers") or ()),
         )
         return queue, view
 
 
 def running_workers(jobs: Iterable[JobView]) -> set[str]:
-    return {job.worker for job in jobs if job.phase == "Running" and job.worker}
+    """The workers busy with a Running job: its worker, and a chunked job's part workers."""
+    busy: set[str] = set()
+    for job in jobs:
+        if job.phase == "Running":
+            busy |= job.part_workers | ({job.worker} if job.worker else set())
+    return busy
 
 
 def capacity_missing(pods: Iterable[WorkerPod]) -> bool:

@@ -25,8 +25,8 @@ def job_key(event: JobEvent) -> str:
 
 @dataclass
 class RunningParts:
-    # job key -> part -> (attempt, progress percent of that part)
-    _running: dict[str, dict[str, tuple[int, float]]] = field(default_factory=dict)
+    # job key -> part -> (attempt, progress percent of that part, the worker running it)
+    _running: dict[str, dict[str, tuple[int, float, str]]] = field(default_factory=dict)
     # job key -> part -> the lowest attempt that may still run (late events of older ones,
     # or of a stored part, must not bring it back)
     _floor: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -53,13 +53,18 @@ class RunningParts:
         elif event.phase in RUNNING_PHASES and event.attempt >= floor.get(part, 0):
             previous = running.get(part)
             if previous is None or previous[0] < event.attempt:
-                running[part] = (event.attempt, event.progress_percent)
+                running[part] = (event.attempt, event.progress_percent, event.worker)
             elif previous[0] == event.attempt:  # a late or repeated event lowers nothing
-                running[part] = (event.attempt, max(previous[1], event.progress_percent))
+                percent = max(previous[1], event.progress_percent)
+                running[part] = (event.attempt, percent, event.worker)
 
     def of(self, key: str) -> Mapping[str, float]:
         """The job's running parts and their progress."""
-        return {part: percent for part, (_, percent) in self._running.get(key, {}).items()}
+        return {part: percent for part, (_, percent, _) in self._running.get(key, {}).items()}
+
+    def workers(self, key: str) -> set[str]:
+        """The workers running the job's parts."""
+        return {worker for _, _, worker in self._running.get(key, {}).values()}
 
     def forget(self, key: str) -> None:
         self._running.pop(key, None)

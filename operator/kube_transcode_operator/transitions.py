@@ -15,7 +15,7 @@ events it has seen since it started): `running_parts`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -119,6 +119,16 @@ def chunks_of(
         "redone": redone,
         "summary": f"{done}/{total}",
     }
+
+
+def with_part_workers(patch: StatusPatch, workers: Collection[str]) -> StatusPatch:
+    """status.chunks.workers: who encodes the job's parts now (a scale-in keeps them); none
+    once the job has ended."""
+    chunks = patch.get("chunks")
+    if not isinstance(chunks, Mapping):
+        return patch
+    running = patch.get("phase", "Running") == "Running"
+    return {**patch, "chunks": {**chunks, "workers": sorted(workers) if running else []}}
 
 
 def chunk_progress(

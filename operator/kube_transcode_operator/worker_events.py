@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
@@ -32,6 +32,7 @@ from kube_transcode_operator.transitions import (
     is_progress,
     relevance,
     supersedes,
+    with_part_workers,
 )
 from kube_transcode_operator.validation import output_location
 
@@ -52,11 +53,16 @@ class _EventChange:
     it found (it runs again after a conflict)."""
 
     def __init__(
-        self, event: JobEvent, settings: OperatorSettings, running: Mapping[str, float]
+        self,
+        event: JobEvent,
+        settings: OperatorSettings,
+        running: Mapping[str, float],
+        workers: Collection[str],
     ) -> None:
         self._event = event
         self._settings = settings
         self._running = running
+        self._workers = workers
         self.relevance: Relevance | None = None  # None: the job was not found
         self.transition: Transition | None = None
 
@@ -76,7 +82,7 @@ class _EventChange:
             now=datetime.now(UTC),
             running_parts=self._running,
         )
-        return self.transition.patch
+        return with_part_workers(self.transition.patch, self._workers)
 
 
 class WorkerEventHandler:
@@ -133,7 +139,8 @@ class WorkerEventHandler:
 
     def _apply(self, event: JobEvent) -> Outcome:
         ref = event.job
-        change = _EventChange(event, self._settings, self._parts.of(job_key(event)))
+        key = job_key(event)
+        change = _EventChange(event, self._settings, self._parts.of(key), self._parts.workers(key))
         try:
             body = self._store.update_status(ref, change)
         except ConflictError:

@@ -89,6 +89,7 @@ def test_a_long_job_is_encoded_in_parts_by_two_workers_and_shows_its_chunks(
         "running": 0,
         "redone": 0,
         "summary": f"{PARTS}/{PARTS}",
+        "workers": [],
     }
     running = [s.progress or 0 for s in watch.of("film") if s.phase == "Running"]
     assert running == sorted(running) and len(set(running)) >= 3, running

@@ -342,7 +342,7 @@ def test_a_chunked_job_shows_its_chunks_and_a_part_failing_fails_it_and_stops_th
             )
             status = running["status"]
             assert status["chunks"] == {"total": 4, "done": 1, "running": 1, "redone": 0,
-                                        "summary": "1/4"}  # fmt: skip
+                                        "summary": "1/4", "workers": ["worker-0"]}  # fmt: skip
             assert (status["phase"], status["progress"], status["attempts"]) == ("Running", 37, 1)
             header, row = namespace("get", "tj", "film").splitlines()
             assert row[header.index("CHUNKS") :].split()[0] == "1/4"

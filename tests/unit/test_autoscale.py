@@ -240,6 +240,15 @@ def test_running_workers_come_from_running_jobs() -> None:
     assert running_workers([a, b]) == {"pod-a"}
 
 
+def test_every_worker_on_a_chunked_job_s_parts_is_busy() -> None:
+    """A scale-in must not stop a worker in the middle of a part: each one is busy."""
+    parts = JobView(
+        "3", "ns", "c", "Running", "normal", "pod-c", None, frozenset({"pod-d", "pod-e"})
+    )
+    done = JobView("4", "ns", "d", "Succeeded", "normal", "pod-f", None, frozenset({"pod-g"}))
+    assert running_workers([parts, done]) == {"pod-c", "pod-d", "pod-e"}
+
+
 def test_moved_status_names_the_new_queue_and_keeps_the_attempt() -> None:
     status = {
         "observedGeneration": 1,

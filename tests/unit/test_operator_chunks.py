@@ -34,6 +34,7 @@ from kube_transcode_operator.transitions import (
     parts_to_stop,
     relevance,
     supersedes,
+    with_part_workers,
 )
 from kube_transcode_operator.worker_events import Outcome, WorkerEventHandler
 
@@ -405,3 +406,11 @@ def test_the_handler_posts_a_warning_for_a_part_s_retry_and_fails_the_job_on_its
     before = store.patches
     events.handle(encode(part("chunk-0003", done=2, stored=True)))
     assert store.patches == before
+
+
+def test_the_workers_on_a_job_s_parts_are_in_status_while_it_runs() -> None:
+    running = with_part_workers({"phase": "Running", "chunks": {"done": 1}}, {"w-2", "w-1"})
+    assert running["chunks"] == {"done": 1, "workers": ["w-1", "w-2"]}
+    ended = with_part_workers({"phase": "Succeeded", "chunks": {"done": 4}}, {"w-1"})
+    assert ended["chunks"]["workers"] == []
+    assert with_part_workers({"phase": "Running"}, {"w-1"}) == {"phase": "Running"}
