@@ -59,11 +59,14 @@ from kube_transcode.chunks import (
 )
 from kube_transcode.ladder import HlsOptions, Rung, SourceInfo, X264Preset, rung_by_name
 from kube_transcode.names import MASTER_PLAYLIST_NAME
+from kube_transcode.thumbnails import ThumbnailOptions
 
-# 2: chunked encoding (a JobMessage's `task`, a JobEvent's `chunk`). Readers accept 1 too:
-# a version-1 message is a whole job, as it always was.
-SCHEMA_VERSION: Final = 2
-READABLE_VERSIONS: Final = (1, 2)
+# 2: chunked encoding (a JobMessage's `task`, a JobEvent's `chunk`). 3: poster and storyboard
+# (a JobMessage's `thumbnails`, JobOutputs' `poster_uri` and `storyboard_uri`). Readers accept
+# the older ones too: a version-1 message is a whole job, as it always was, and a message
+# without `thumbnails` gets both, defaulted.
+SCHEMA_VERSION: Final = 3
+READABLE_VERSIONS: Final = (1, 2, 3)
 CONTENT_TYPE: Final = "application/json"
 
 MAX_PRIORITY: Final = 3
@@ -264,7 +267,7 @@ class JobMessage(_Model):
     chunk tasks that it publishes to the same queue (see kube_transcode.chunks).
     """
 
-    schema_version: Literal[1, 2] = SCHEMA_VERSION
+    schema_version: Literal[1, 2, 3] = SCHEMA_VERSION
     job: JobRef
     # 1 for the first delivery; the worker republishes with attempt + 1 for each retry.
     attempt: int = Field(default=1, ge=1, le=MAX_ATTEMPTS_LIMIT)
@@ -280,6 +283,8 @@ class JobMessage(_Model):
     output: OutputLocation
     deadline: AwareDatetime | None = None
     chunking: ChunkingOptions = ChunkingOptions()
+    # Poster and storyboard; a message without it (version 1 or 2) gets both, defaulted.
+    thumbnails: ThumbnailOptions = ThumbnailOptions()
     task: ChunkTask | None = None
 
     @field_validator("source")
@@ -315,6 +320,9 @@ class JobOutputs(_Model):
     master_uri: str
     renditions: tuple[RenditionOutput, ...]
     has_audio: bool
+    # s3:// URIs of the poster JPEG and the storyboard's WebVTT; None when turned off.
+    poster_uri: str | None = None
+    storyboard_uri: str | None = None
 
 
 class ChunkReport(_Model):
@@ -333,7 +341,7 @@ class JobEvent(_Model):
     own), except for the `plan` part, whose attempt is the job's.
     """
 
-    schema_version: Literal[1, 2] = SCHEMA_VERSION
+    schema_version: Literal[1, 2, 3] = SCHEMA_VERSION
     job: JobRef
     attempt: int = Field(ge=1)
     worker: str
@@ -375,7 +383,7 @@ class JobEvent(_Model):
 class JobCancel(_Model):
     """Stop every attempt of this job up to `job.generation`; do not start queued ones."""
 
-    schema_version: Literal[1, 2] = SCHEMA_VERSION
+    schema_version: Literal[1, 2, 3] = SCHEMA_VERSION
     job: JobRef
     reason: str = Field(pattern=_REASON.pattern)
     message: str = Field(max_length=1000)

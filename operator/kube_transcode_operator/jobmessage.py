@@ -56,5 +56,6 @@ def build_work(
         output=location,
         deadline=deadline,
         chunking=chunking,
+        thumbnails=spec.thumbnails.options(),
     )
     return Work(message=message, queue=job_queue_name(spec.pool))

@@ -1,8 +1,8 @@
 """A TranscodeJob over its TranscodeTemplate: the merge, what the job took, and its record.
 
-The rules: a template supplies `ladder`, `hls`, `retry`, `chunking` and `notify`; the job's own
-fields override it field by field. Objects merge key by key (recursively), lists and scalars
-replace, and the ladder replaces as a whole (its `preset` and `rungs` are alternatives).
+The rules: a template supplies `ladder`, `hls`, `retry`, `chunking`, `thumbnails` and `notify`;
+the job's own fields override it field by field. Objects merge key by key (recursively), lists
+and scalars replace, and the ladder replaces as a whole (its `preset` and `rungs` are alternatives).
 Defaults are the model's (jobspec.py), applied after the merge, so a template's value always
 beats them.
 
@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from kube_transcode_operator.jobspec import TranscodeJobSpec
 from kube_transcode_operator.validation import JobRejectedError
 
-TEMPLATED_FIELDS: Final = ("ladder", "hls", "retry", "chunking", "notify")
+TEMPLATED_FIELDS: Final = ("ladder", "hls", "retry", "chunking", "thumbnails", "notify")
 # Replaced as a whole: merging a template's preset with a job's rungs would set both.
 WHOLE_FIELDS: Final = frozenset({"ladder"})
 

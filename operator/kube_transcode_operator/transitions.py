@@ -22,7 +22,7 @@ from enum import Enum
 from typing import Any
 
 from kube_transcode.chunks import PLAN_TASK
-from kube_transcode.messages import ChunkReport, JobEvent, Phase
+from kube_transcode.messages import ChunkReport, JobEvent, JobOutputs, Phase
 from kube_transcode_operator.conditions import is_true, set_condition, timestamp
 from kube_transcode_operator.status import TERMINAL_PHASES, KubeEvent, StatusPatch
 
@@ -179,6 +179,29 @@ def _running(status: Mapping[str, Any], event: JobEvent, now: datetime) -> Trans
     return Transition(patch, KubeEvent("Normal", reason, message) if moved else None)
 
 
+def output_url(uri: str, master_uri: str, master_playlist_url: str | None) -> str | None:
+    """An output's HTTP URL beside the master playlist's (same public base, same prefix)."""
+    folder = master_uri.rsplit("/", 1)[0] + "/"
+    if master_playlist_url is None or not uri.startswith(folder):
+        return None
+    return master_playlist_url.rsplit("/", 1)[0] + "/" + uri.removeprefix(folder)
+
+
+def thumbnail_outputs(
+    outputs: JobOutputs, master_playlist_url: str | None, before: Mapping[str, Any]
+) -> dict[str, Any]:
+    """status.outputs.poster and .storyboard (its WebVTT), for those the job made; None (which
+    the merge patch removes) for an earlier generation's entry of one it did not make."""
+    found: dict[str, Any] = {}
+    for key, uri in (("poster", outputs.poster_uri), ("storyboard", outputs.storyboard_uri)):
+        if uri is not None:
+            url = output_url(uri, outputs.master_uri, master_playlist_url)
+            found[key] = {"uri": uri, "url": url}
+        elif before.get(key) is not None:
+            found[key] = None
+    return found
+
+
 def _succeeded(
     status: Mapping[str, Any], event: JobEvent, master_playlist_url: str | None, now: datetime
 ) -> Transition:
@@ -213,6 +236,7 @@ def _succeeded(
                 }
                 for rendition in outputs.renditions
             ],
+            **thumbnail_outputs(outputs, master_playlist_url, status.get("outputs") or {}),
         },
     }
     if event.part is None:

@@ -76,9 +76,28 @@ def check_stored_ladder(s3: Any, bucket: str, prefix: str) -> list[str]:
             head = s3.head_object(Bucket=bucket, Key=key)
             assert head["ContentType"] == "video/mp2t" and head["ContentLength"] > 0
             referenced.add(key)
+    referenced |= thumbnail_keys(s3, bucket, prefix, keys)
     assert set(keys) == referenced, "objects the ladder does not name, or names and lacks"
     check_stored_authoring(s3, bucket, prefix)
     return keys
+
+
+def thumbnail_keys(s3: Any, bucket: str, prefix: str, keys: list[str]) -> set[str]:
+    """The poster and the storyboard (its VTT and the sheets its cues name), where stored."""
+    found = set()
+    poster = f"{prefix}/poster.jpg"
+    if poster in keys:
+        assert s3.head_object(Bucket=bucket, Key=poster)["ContentType"] == "image/jpeg"
+        found.add(poster)
+    vtt = f"{prefix}/storyboard/storyboard.vtt"
+    if vtt in keys:
+        got = s3.get_object(Bucket=bucket, Key=vtt)
+        assert got["ContentType"] == "text/vtt"
+        found.add(vtt)
+        for line in got["Body"].read().decode().splitlines():
+            if "#xywh=" in line:
+                found.add(f"{prefix}/storyboard/{line.split('#', 1)[0]}")
+    return found
 
 
 def check_stored_authoring(s3: Any, bucket: str, prefix: str) -> None:

@@ -115,6 +115,11 @@ def test_explicit_rungs_may_name_standard_rungs(namespace: Kubectl) -> None:
          "chunking.chunkSeconds must be a whole number of hls.segmentSeconds"),
         ({"source": SOURCE, "chunking": {"mode": "Sometimes"}},
          'spec.chunking.mode: Unsupported value: "Sometimes": supported values: "Auto", "Off"'),
+        ({"source": SOURCE, "thumbnails": {"storyboard": {"intervalSeconds": 0}}},
+         "spec.thumbnails.storyboard.intervalSeconds: Invalid value: 0: "
+         "spec.thumbnails.storyboard.intervalSeconds in body should be greater than or equal to 1"),
+        ({"source": SOURCE, "thumbnails": {"poster": {"width": 8}}},
+         "spec.thumbnails.poster.width in body should be greater than or equal to 16"),
     ],
     ids=[
         "no-source", "ftp-source", "no-object", "bad-priority", "preset-and-rungs",
@@ -122,7 +127,7 @@ def test_explicit_rungs_may_name_standard_rungs(namespace: Kubectl) -> None:
         "long-segments", "zero-attempts", "backoff-order", "dotdot-prefix", "absolute-prefix",
         "bad-pool", "short-chunks", "long-chunks", "chunks-not-whole-default-segments",
         "chunks-not-whole-segments", "chunks-not-whole-segments-with-template",
-        "unknown-chunking-mode",
+        "unknown-chunking-mode", "storyboard-interval-zero", "tiny-poster",
     ],
 )  # fmt: skip
 def test_bad_specs_are_refused_with_a_readable_message(

@@ -20,6 +20,7 @@ TEMPLATE_SPEC: dict[str, Any] = {
     "hls": {"segmentSeconds": 4},
     "retry": {"attempts": 5, "backoffSeconds": 20},
     "chunking": {"chunkSeconds": 24},
+    "thumbnails": {"storyboard": {"intervalSeconds": 5}},
     "notify": {
         "webhook": {"url": "https://hooks.example.com/a", "secretRef": {"name": "s", "key": "k"}}
     },
@@ -90,6 +91,7 @@ def test_what_the_job_took_resolves_to_the_same_spec() -> None:
         "hls": {"segmentSeconds": 4},
         "retry": {"backoffSeconds": 20},
         "chunking": {"chunkSeconds": 24},
+        "thumbnails": {"storyboard": {"intervalSeconds": 5}},
         "notify": {"webhook": {"secretRef": {"name": "s", "key": "k"}}},
     }
     assert templates.merge(found.inherited, job) == templates.merge(TEMPLATE_SPEC, job)
@@ -117,7 +119,7 @@ def test_a_new_record_replaces_the_old_one_in_a_merge_patch() -> None:
     assert patch is not None
     assert patch["inherited"] == {
         "hls": {"segmentSeconds": 8}, "ladder": None, "retry": None, "chunking": None,
-        "notify": None,
+        "thumbnails": None, "notify": None,
     }  # fmt: skip
     assert (patch["generation"], patch["jobGeneration"]) == (3, 2)
 

@@ -40,6 +40,10 @@ class PartManifest(BaseModel):
 
     task: str
     renditions: dict[str, RenditionPart]
+    # The storyboard thumbnails (their indices) and whether the poster, stored in the work
+    # area; a manifest written before thumbnails existed has none.
+    thumbnails: tuple[int, ...] = ()
+    poster: bool = False
 
 
 def manifest_of_folder(task: str, folder: Path, plan: LadderPlan, *, audio: bool) -> PartManifest:

@@ -8,12 +8,14 @@ delivery: a crash in between plans and publishes again, and a part delivered twi
 stored once (its manifest says so) and encoded at most twice.
 
 A part: unless its manifest is stored already, mark the encode begun, encode its range from
-the staged source's presigned URL, store its segments at their ladder keys, then (if the job
-is still wanted) its manifest. Whoever then sees every part stored assembles the playlists,
-master last (assemble.py), and reports the job succeeded; two parts finishing at once may
-both assemble, which writes the same objects twice. A redelivered part that finds its
-manifest stored skips the encode and goes straight to that check, so no assembly is lost to
-a crash after the manifest was written.
+the staged source's presigned URL (a video chunk makes its range's storyboard thumbnails, and
+the poster if its range holds the poster's time, in the same run: thumbnails.py), store its
+segments at their ladder keys and its thumbnails in the work area, then (if the job is still
+wanted) its manifest, which lists them. Whoever then sees every part stored assembles the
+playlists, master last (assemble.py), tiles the storyboard's sheets from the thumbnails, and
+reports the job succeeded; two parts finishing at once may both assemble, which writes the
+same objects twice. A redelivered part that finds its manifest stored skips the encode and
+goes straight to that check, so no assembly is lost to a crash after the manifest was written.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ from kube_transcode_worker.assemble import assemble, manifest_of_folder, segment
 from kube_transcode_worker.errors import PermanentJobError
 from kube_transcode_worker.events import AttemptReporter
 from kube_transcode_worker.hls import MASTER_PLAYLIST_NAME
+from kube_transcode_worker.thumbnails import finish as finish_thumbnails
+from kube_transcode_worker.thumbnails import plan_thumbnails
 from kube_transcode_worker.tools import JobTools, check_not_cancelled, encode, outputs, plan_for
 from kube_transcode_worker.workarea import WorkArea
 
@@ -45,6 +49,7 @@ log = logging.getLogger(__name__)
 
 PARTS_DIR = "part"
 PLAYLISTS_DIR = "playlists"
+THUMBS_DIR = "thumbs"
 
 
 @dataclass(frozen=True)
@@ -151,12 +156,27 @@ def run_part(
         reporter.chunk = ChunkReport(task=task.name, counts=work.counts(total))
         reporter.phase(Phase.transcoding)
         out = scratch / PARTS_DIR
+        thumbs = scratch / THUMBS_DIR
+        shots = plan_thumbnails(message.thumbnails, task.probed, task)
         url = work.presigned_url(task.source)
-        encoded = encode(tools, plan, url, out, reporter, cancel, preset=task.preset, part=task)
+        encoded = encode(
+            tools,
+            plan,
+            url,
+            out,
+            reporter,
+            cancel,
+            preset=task.preset,
+            part=task,
+            thumbnails=None if shots.empty else shots,
+            thumbs_dir=None if shots.empty else thumbs,
+        )
         reporter.phase(Phase.uploading)
         stored = tools.store.put_segments(out, message.output.bucket, message.output.prefix, cancel)
         metrics.upload_seconds.observe(stored.seconds)
         manifest = manifest_of_folder(task.name, out, plan, audio=task.kind == "audio")
+        if not shots.empty:
+            manifest = manifest.model_copy(update=work.store_thumbnails(thumbs, cancel))
         wanted()
         work.store_manifest(manifest)
         log.info(
@@ -192,6 +212,9 @@ def _assemble(
         path = folder / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
+    thumbs = scratch / THUMBS_DIR
+    work.fetch_thumbnails(manifests, thumbs)
+    finish_thumbnails(message.thumbnails, task.probed, thumbs, folder, tools.settings.ffmpeg_binary)
     out = message.output
     tools.store.publish(
         folder,

@@ -30,6 +30,8 @@ from kube_transcode_worker.errors import JobError, PermanentJobError
 from kube_transcode_worker.events import AttemptReporter
 from kube_transcode_worker.hls import write_master_playlist
 from kube_transcode_worker.probe import probe_source
+from kube_transcode_worker.thumbnails import finish as finish_thumbnails
+from kube_transcode_worker.thumbnails import plan_thumbnails
 from kube_transcode_worker.tools import JobTools, check_not_cancelled, encode, outputs, plan_for
 from kube_transcode_worker.workarea import WorkArea
 
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 
 SOURCE_NAME = "source"
 LADDER_DIR = "ladder"
+THUMBS_DIR = "thumbs"
 
 
 def run_job(
@@ -100,7 +103,19 @@ def _run_in(
 
     reporter.phase(Phase.transcoding)
     ladder = scratch / LADDER_DIR
-    encode(tools, plan, fetched.path, ladder, reporter, cancel, preset=settings.ffmpeg_preset)
+    thumbs = scratch / THUMBS_DIR
+    encode(
+        tools,
+        plan,
+        fetched.path,
+        ladder,
+        reporter,
+        cancel,
+        preset=settings.ffmpeg_preset,
+        thumbnails=plan_thumbnails(message.thumbnails, source),
+        thumbs_dir=thumbs,
+    )
+    finish_thumbnails(message.thumbnails, source, thumbs, ladder, settings.ffmpeg_binary)
     master = write_master_playlist(ladder, plan)
 
     reporter.phase(Phase.uploading)

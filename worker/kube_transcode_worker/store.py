@@ -54,6 +54,7 @@ CONTENT_TYPES: Final = {
     ".m4s": "video/iso.segment",
     ".aac": "audio/aac",
     ".vtt": "text/vtt",
+    ".jpg": "image/jpeg",
 }
 SEGMENT_CACHE_CONTROL: Final = "public, max-age=86400"
 PLAYLIST_CACHE_CONTROL: Final = "no-cache"

@@ -14,6 +14,7 @@ from kube_transcode.ladder import (
     plan_ladder,
 )
 from kube_transcode.messages import ChunkTask, JobMessage, JobOutputs, RenditionOutput
+from kube_transcode.thumbnails import POSTER_NAME, STORYBOARD_DIR, STORYBOARD_VTT_NAME
 from kube_transcode_worker.encode import EncodeInput, EncodeResult, run_encode
 from kube_transcode_worker.errors import CancelRequestedError, PermanentJobError
 from kube_transcode_worker.events import AttemptReporter
@@ -22,6 +23,7 @@ from kube_transcode_worker.hls import MASTER_PLAYLIST_NAME, parse_master_playlis
 from kube_transcode_worker.metrics import WorkerMetrics
 from kube_transcode_worker.settings import WorkerSettings
 from kube_transcode_worker.store import LadderStore
+from kube_transcode_worker.thumbnails import ThumbnailPlan
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,8 @@ def encode(
     *,
     preset: X264Preset,
     part: ChunkTask | None = None,
+    thumbnails: ThumbnailPlan | None = None,
+    thumbs_dir: Path | None = None,
 ) -> EncodeResult:
     """run_encode with this worker's FFmpeg and limits; its time and speed observed."""
     settings, metrics = tools.settings, tools.metrics
@@ -57,6 +61,8 @@ def encode(
         preset=preset,
         ffmpeg=settings.ffmpeg_binary,
         allowed_demuxers=settings.probe_limits.allowed_demuxers,
+        thumbnails=thumbnails,
+        thumbs_dir=thumbs_dir,
     )
     metrics.encode_seconds.observe(encoded.elapsed_seconds)
     if encoded.elapsed_seconds > 0:
@@ -95,8 +101,15 @@ def outputs(message: JobMessage, plan: LadderPlan, master_text: str) -> JobOutpu
                 playlist_uri=message.output.uri(variant.uri),
             )
         )
+    thumbnails = message.thumbnails
     return JobOutputs(
         master_uri=message.output.uri(MASTER_PLAYLIST_NAME),
         renditions=tuple(renditions),
         has_audio=plan.audio is not None and AUDIO_RENDITION_NAME in master_text,
+        poster_uri=message.output.uri(POSTER_NAME) if thumbnails.poster.enabled else None,
+        storyboard_uri=(
+            message.output.uri(f"{STORYBOARD_DIR}/{STORYBOARD_VTT_NAME}")
+            if thumbnails.storyboard.enabled
+            else None
+        ),
     )

@@ -4,8 +4,10 @@ Layout, under `messages.work_area_prefix(uid, generation)` in the job's output b
 - `source`: the staged copy of an http(s) source (an s3:// source is read where it is);
 - `starts/<part>/<time>-<worker>`: one marker per encode of a part begun, written before
   FFmpeg starts, so a part encoded again (its worker was killed or preempted) is counted;
-- `parts/<part>.json`: the part's manifest, written after its segments: the proof that the
-  part is stored and will not be encoded again, by anyone, after any restart.
+- `thumbs/poster.jpg`, `thumbs/frames/<n>.jpg`: the poster and storyboard thumbnails the
+  video chunks made, tiled into sheets by the assembly;
+- `parts/<part>.json`: the part's manifest, written after its segments and thumbnails: the
+  proof that the part is stored and will not be encoded again, by anyone, after any restart.
 Once the ladder is assembled the generation's area is removed and `<generation>.done` left
 beside it, so a part delivered again after that (a duplicate) is dropped without work.
 
@@ -17,9 +19,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
@@ -27,9 +30,11 @@ from pydantic import ValidationError
 
 from kube_transcode.chunks import ChunkCounts
 from kube_transcode.messages import JobRef, StagedSource, work_area_prefix
+from kube_transcode.thumbnails import POSTER_NAME
 from kube_transcode_worker.assemble import PartManifest
 from kube_transcode_worker.errors import JobCancelledError, PermanentJobError
 from kube_transcode_worker.store import LadderStore
+from kube_transcode_worker.thumbnails import FRAMES_DIR, frame_name, produced_frames
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +85,43 @@ class WorkArea:
     def mark_started(self, part: str, worker: str) -> None:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         self._put(f"{self.prefix}starts/{part}/{stamp}-{worker}", b"")
+
+    def store_thumbnails(self, folder: Path, cancel: threading.Event) -> dict[str, Any]:
+        """A part's poster and thumbnails (a run's thumbs folder) into the work area; what its
+        manifest lists of them."""
+        poster = folder / POSTER_NAME
+        frames = produced_frames(folder)
+        files = [(folder / FRAMES_DIR / frame_name(n), self._frame_key(n)) for n in frames]
+        if poster.is_file():
+            files.append((poster, self._poster_key))
+        for path, key in files:
+            if cancel.is_set():
+                raise JobCancelledError("upload cancelled")
+            self._put(key, path.read_bytes())
+        return {"thumbnails": tuple(frames), "poster": poster.is_file()}
+
+    def fetch_thumbnails(self, manifests: Mapping[str, PartManifest], folder: Path) -> None:
+        """Every part's thumbnails (and the poster) from the work area into a thumbs folder."""
+        (folder / FRAMES_DIR).mkdir(parents=True, exist_ok=True)
+        wanted = [
+            (self._frame_key(n), folder / FRAMES_DIR / frame_name(n))
+            for manifest in manifests.values()
+            for n in manifest.thumbnails
+        ]
+        if any(manifest.poster for manifest in manifests.values()):
+            wanted.append((self._poster_key, folder / POSTER_NAME))
+        for key, path in wanted:
+            body = self._get(key)
+            if body is None:
+                raise PermanentJobError("CorruptWorkArea", f"s3://{self.bucket}/{key} is missing")
+            path.write_bytes(body)
+
+    @property
+    def _poster_key(self) -> str:
+        return f"{self.prefix}thumbs/{POSTER_NAME}"
+
+    def _frame_key(self, index: int) -> str:
+        return f"{self.prefix}thumbs/{FRAMES_DIR}/{frame_name(index)}"
 
     def store_manifest(self, manifest: PartManifest) -> None:
         self._put(self._manifest_key(manifest.task), manifest.model_dump_json().encode())
