@@ -69,6 +69,16 @@ def _part_events(events: list[JobEvent], uid: str) -> list[JobEvent]:
     return [e for e in events if e.job.uid == uid and e.part is not None]
 
 
+def _mid_encode(event: JobEvent) -> bool:
+    """A part's progress report from the middle of its encode (not yet stored)."""
+    return (
+        event.phase == Phase.transcoding
+        and event.chunk is not None
+        and not event.chunk.stored
+        and 0 < event.progress_percent < 100
+    )
+
+
 def _check_sound_ladder(dest: Path, source: Path) -> None:
     """As a player and an engineer check it: playlists, numbering, frames, gaps, audio."""
     info = probe_source(source, ProbeLimits())
@@ -180,11 +190,7 @@ def test_a_worker_killed_mid_chunk_costs_that_chunk_only(
 
     def victim_encoding_a_chunk() -> bool:
         return any(
-            e.worker == "w-victim"
-            and e.phase == Phase.transcoding
-            and e.part
-            and e.part != "audio"
-            and e.progress_percent > 0
+            e.worker == "w-victim" and e.part != "audio" and _mid_encode(e)
             for e in _part_events(broker.poll_events(), uid)
         )
 
@@ -214,14 +220,7 @@ def test_a_stopped_worker_requeues_its_chunk_and_the_stored_ones_stay(
     def one_stored_and_encoding_the_next() -> bool:
         parts = _part_events(broker.poll_events(), uid)
         stored = {e.part for e in parts if e.chunk and e.chunk.stored}
-        return bool(stored) and any(
-            e.phase == Phase.transcoding
-            and e.part not in stored
-            and e.chunk is not None
-            and not e.chunk.stored
-            and 0 < e.progress_percent < 100
-            for e in parts
-        )
+        return bool(stored) and any(e.part not in stored and _mid_encode(e) for e in parts)
 
     wait_until(
         "a part stored and the next encoding", one_stored_and_encoding_the_next, 120, interval=0.05

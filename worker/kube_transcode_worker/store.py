@@ -137,6 +137,10 @@ def stale_keys(existing: Iterable[str], wanted: Iterable[str]) -> list[str]:
     return sorted(set(existing) - set(wanted))
 
 
+def _missing(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound")
+
+
 def is_transient(exc: Exception) -> bool:
     if isinstance(exc, ClientError):
         code = str(exc.response.get("Error", {}).get("Code", ""))
@@ -212,20 +216,38 @@ class LadderStore:
     def delete_keys(self, bucket: str, keys: list[str]) -> None:
         self._delete(bucket, keys)
 
-    def cancel_marker(self, bucket: str, uid: str) -> JobCancel | None:
-        """The operator's cancel marker of job `uid` in `bucket`, if there is a readable one."""
-        key = cancelled_marker_key(uid)
+    def read_object(self, bucket: str, key: str) -> bytes | None:
+        """The object's bytes, or None when there is no such object."""
 
         def read() -> bytes | None:
             try:
                 body: bytes = self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
             except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                if _missing(exc):
                     return None
                 raise
             return body
 
-        body = self.retrying(f"reading s3://{bucket}/{key}", read)
+        return self.retrying(f"reading s3://{bucket}/{key}", read)
+
+    def object_size(self, bucket: str, key: str) -> int | None:
+        """The object's size, or None when there is no such object."""
+
+        def head() -> int | None:
+            try:
+                size: int = self.client.head_object(Bucket=bucket, Key=key)["ContentLength"]
+            except ClientError as exc:
+                if _missing(exc):
+                    return None
+                raise
+            return size
+
+        return self.retrying(f"looking up s3://{bucket}/{key}", head)
+
+    def cancel_marker(self, bucket: str, uid: str) -> JobCancel | None:
+        """The operator's cancel marker of job `uid` in `bucket`, if there is a readable one."""
+        key = cancelled_marker_key(uid)
+        body = self.read_object(bucket, key)
         if body is None:
             return None
         try:

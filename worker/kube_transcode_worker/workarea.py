@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any, Final
 
 from boto3.s3.transfer import TransferConfig
-from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from kube_transcode.chunks import ChunkCounts
@@ -194,25 +193,7 @@ class WorkArea:
         )
 
     def _get(self, key: str) -> bytes | None:
-        def read() -> bytes | None:
-            try:
-                body: bytes = self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                    return None
-                raise
-            return body
-
-        return self._store.retrying(f"reading s3://{self.bucket}/{key}", read)
+        return self._store.read_object(self.bucket, key)
 
     def _size_of(self, key: str) -> int | None:
-        def head() -> int | None:
-            try:
-                size: int = self._client.head_object(Bucket=self.bucket, Key=key)["ContentLength"]
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
-                    return None
-                raise
-            return size
-
-        return self._store.retrying(f"looking up s3://{self.bucket}/{key}", head)
+        return self._store.object_size(self.bucket, key)
