@@ -22,7 +22,9 @@ maxrate is 1.5x and bufsize 2x the average bitrate unless a rung says otherwise 
 for peaks within 200% of the average for VOD). Audio is AAC-LC, encoded once as its own
 rendition (128 kbps stereo, 48 kHz by default) and shared by every video rendition. The H.264
 level of each rendition is derived from its size, frame rate and VBV settings (Table A-1 of
-the H.264 spec), so the CODECS attribute in the master playlist is always truthful.
+the H.264 spec), so the CODECS attribute in the master playlist is always truthful. HEVC and
+AV1 renditions of each rung (`VideoOptions.codecs`) get a share of these bitrates and their own
+codec's level: see kube_transcode.codecs.
 
 Planning rules (`plan_ladder`):
 - never upscale: rungs taller than the source's short side are dropped;
@@ -37,11 +39,21 @@ Planning rules (`plan_ladder`):
 
 from __future__ import annotations
 
-import math
 from fractions import Fraction
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from kube_transcode.codecs import (
+    DEFAULT_SEGMENT_FORMAT,
+    DEFAULT_VIDEO_CODECS,
+    SegmentFormat,
+    VideoCodec,
+    check_codecs_fit,
+    codec_level,
+    rendition_name,
+    scaled_kbps,
+)
 
 H264Profile = Literal["baseline", "main", "high"]
 X264Preset = Literal[
@@ -145,6 +157,23 @@ class HlsOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     segment_seconds: int = Field(default=6, ge=1, le=30)
+    # MPEG-TS (every HLS player since 2009) or fragmented MP4 with an init segment (CMAF).
+    segment_format: SegmentFormat = DEFAULT_SEGMENT_FORMAT
+
+
+class VideoOptions(BaseModel):
+    """The video codecs of the ladder: each rung is encoded once per codec (kube_transcode.codecs)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    codecs: tuple[VideoCodec, ...] = Field(default=DEFAULT_VIDEO_CODECS, min_length=1, max_length=3)
+
+    @field_validator("codecs")
+    @classmethod
+    def _unique(cls, codecs: tuple[VideoCodec, ...]) -> tuple[VideoCodec, ...]:
+        if len(set(codecs)) != len(codecs):
+            raise ValueError(f"video codecs must be unique, got {', '.join(codecs)}")
+        return codecs
 
 
 class AudioOptions(BaseModel):
@@ -191,19 +220,22 @@ class SourceInfo(BaseModel):
 
 
 class VideoRendition(BaseModel):
-    """A rung resolved against a source: exact size, level and rate control."""
+    """A rung resolved against a source in one codec: exact size, level and rate control."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    # Its folder: the rung's name, with the codec after it for HEVC and AV1 ("720p-av1").
     name: str
     width: int
     height: int
     video_kbps: int
     maxrate_kbps: int
     bufsize_kbps: int
-    profile: H264Profile
+    # H.264: the rung's profile; HEVC and AV1: "main" (8-bit 4:2:0).
+    profile: str
     level: str
     fps: Fraction
+    codec: VideoCodec = "h264"
 
 
 class LadderPlan(BaseModel):
@@ -212,57 +244,15 @@ class LadderPlan(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     source: SourceInfo
+    # Per codec (in the order asked), tallest first.
     renditions: tuple[VideoRendition, ...]
     audio: AudioOptions | None
     hls: HlsOptions
+    video: VideoOptions = VideoOptions()
 
-
-# (level, MaxMBPS, MaxFS, MaxBR kbps, MaxCPB kbits) from H.264 Table A-1 (level 1b left out).
-_H264_LEVELS: tuple[tuple[str, int, int, int, int], ...] = (
-    ("1.0", 1485, 99, 64, 175),
-    ("1.1", 3000, 396, 192, 500),
-    ("1.2", 6000, 396, 384, 1000),
-    ("1.3", 11880, 396, 768, 2000),
-    ("2.0", 11880, 396, 2000, 2000),
-    ("2.1", 19800, 792, 4000, 4000),
-    ("2.2", 20250, 1620, 4000, 4000),
-    ("3.0", 40500, 1620, 10000, 10000),
-    ("3.1", 108000, 3600, 14000, 14000),
-    ("3.2", 216000, 5120, 20000, 20000),
-    ("4.0", 245760, 8192, 20000, 25000),
-    ("4.1", 245760, 8192, 50000, 62500),
-    ("4.2", 522240, 8704, 50000, 62500),
-    ("5.0", 589824, 22080, 135000, 135000),
-    ("5.1", 983040, 36864, 240000, 240000),
-    ("5.2", 2073600, 36864, 240000, 240000),
-    ("6.0", 4177920, 139264, 240000, 240000),
-    ("6.1", 8355840, 139264, 480000, 480000),
-    ("6.2", 16711680, 139264, 800000, 800000),
-)
-
-
-def h264_level(width: int, height: int, fps: Fraction, maxrate_kbps: int, bufsize_kbps: int) -> str:
-    """The lowest H.264 level ("3.1") whose limits admit this picture size, rate and VBV."""
-    width_mbs = math.ceil(width / 16)
-    height_mbs = math.ceil(height / 16)
-    frame_mbs = width_mbs * height_mbs
-    for level, max_mbps, max_fs, max_br, max_cpb in _H264_LEVELS:
-        # Each side is also bounded, so very long thin pictures need a higher level.
-        max_side_mbs = math.isqrt(8 * max_fs)
-        fits = (
-            frame_mbs <= max_fs
-            and width_mbs <= max_side_mbs
-            and height_mbs <= max_side_mbs
-            and frame_mbs * fps <= max_mbps
-            and maxrate_kbps <= max_br
-            and bufsize_kbps <= max_cpb
-        )
-        if fits:
-            return level
-    raise ValueError(
-        f"{width}x{height} at {float(fps):.3f} fps and {maxrate_kbps} kbps "
-        "exceeds every H.264 level"
-    )
+    @property
+    def fmp4(self) -> bool:
+        return self.hls.segment_format == "fmp4"
 
 
 def _even(value: float) -> int:
@@ -319,20 +309,21 @@ def _check_unique_names(rungs: list[Rung]) -> None:
         raise ValueError(f"rung names must be unique, repeated: {', '.join(duplicates)}")
 
 
-def _rendition(source: SourceInfo, rung: Rung) -> VideoRendition:
+def _rendition(source: SourceInfo, rung: Rung, codec: VideoCodec) -> VideoRendition:
     width, height = _scaled_size(source, rung.height)
-    maxrate = rung.resolved_maxrate_kbps
-    bufsize = rung.resolved_bufsize_kbps
+    maxrate = scaled_kbps(rung.resolved_maxrate_kbps, codec)
+    bufsize = scaled_kbps(rung.resolved_bufsize_kbps, codec)
     return VideoRendition(
-        name=rung.name,
+        name=rendition_name(rung.name, codec),
         width=width,
         height=height,
-        video_kbps=rung.video_kbps,
+        video_kbps=scaled_kbps(rung.video_kbps, codec),
         maxrate_kbps=maxrate,
         bufsize_kbps=bufsize,
-        profile=rung.profile,
-        level=h264_level(width, height, source.fps, maxrate, bufsize),
+        profile=rung.profile if codec == "h264" else "main",
+        level=codec_level(codec, width, height, source.fps, maxrate, bufsize),
         fps=source.fps,
+        codec=codec,
     )
 
 
@@ -342,8 +333,13 @@ def plan_ladder(
     *,
     hls: HlsOptions | None = None,
     audio: AudioOptions | None = None,
+    video: VideoOptions | None = None,
 ) -> LadderPlan:
-    """Resolve the requested rungs (default: every named rung) against a probed source."""
+    """Resolve the requested rungs (default: every named rung) against a probed source, once
+    per video codec."""
+    hls = hls or HlsOptions()
+    video = video or VideoOptions()
+    check_codecs_fit(video.codecs, hls.segment_format)
     if requested is not None and not requested:
         raise ValueError("an explicit ladder needs at least one rung")
     rungs = list(DEFAULT_LADDER if requested is None else requested)
@@ -352,7 +348,10 @@ def plan_ladder(
     _check_unique_names(chosen)
     return LadderPlan(
         source=source,
-        renditions=tuple(_rendition(source, rung) for rung in reversed(chosen)),
+        renditions=tuple(
+            _rendition(source, rung, codec) for codec in video.codecs for rung in reversed(chosen)
+        ),
         audio=(audio or AudioOptions()) if source.has_audio else None,
-        hls=hls or HlsOptions(),
+        hls=hls,
+        video=video,
     )

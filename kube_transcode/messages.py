@@ -57,7 +57,15 @@ from kube_transcode.chunks import (
     ChunkingOptions,
     chunk_task_name,
 )
-from kube_transcode.ladder import HlsOptions, Rung, SourceInfo, X264Preset, rung_by_name
+from kube_transcode.codecs import check_codecs_fit
+from kube_transcode.ladder import (
+    HlsOptions,
+    Rung,
+    SourceInfo,
+    VideoOptions,
+    X264Preset,
+    rung_by_name,
+)
 from kube_transcode.names import MASTER_PLAYLIST_NAME
 from kube_transcode.thumbnails import ThumbnailOptions
 
@@ -65,8 +73,10 @@ from kube_transcode.thumbnails import ThumbnailOptions
 # (a JobMessage's `thumbnails`, JobOutputs' `poster_uri` and `storyboard_uri`). Readers accept
 # the older ones too: a version-1 message is a whole job, as it always was, and a message
 # without `thumbnails` gets both, defaulted.
-SCHEMA_VERSION: Final = 3
-READABLE_VERSIONS: Final = (1, 2, 3)
+# 4: video codecs and the segment format (a JobMessage's `video`, `hls.segment_format`); a
+# message without them is H.264 in MPEG-TS, as before.
+SCHEMA_VERSION: Final = 4
+READABLE_VERSIONS: Final = (1, 2, 3, 4)
 CONTENT_TYPE: Final = "application/json"
 
 MAX_PRIORITY: Final = 3
@@ -267,7 +277,7 @@ class JobMessage(_Model):
     chunk tasks that it publishes to the same queue (see kube_transcode.chunks).
     """
 
-    schema_version: Literal[1, 2, 3] = SCHEMA_VERSION
+    schema_version: Literal[1, 2, 3, 4] = SCHEMA_VERSION
     job: JobRef
     # 1 for the first delivery; the worker republishes with attempt + 1 for each retry.
     attempt: int = Field(default=1, ge=1, le=MAX_ATTEMPTS_LIMIT)
@@ -285,12 +295,19 @@ class JobMessage(_Model):
     chunking: ChunkingOptions = ChunkingOptions()
     # Poster and storyboard; a message without it (version 1 or 2) gets both, defaulted.
     thumbnails: ThumbnailOptions = ThumbnailOptions()
+    # Video codecs; a message without it (version 1 to 3) is H.264 only.
+    video: VideoOptions = VideoOptions()
     task: ChunkTask | None = None
 
     @field_validator("source")
     @classmethod
     def _source_url(cls, source: str) -> str:
         return _check_source_url(source)
+
+    @model_validator(mode="after")
+    def _codecs_fit_segments(self) -> JobMessage:
+        check_codecs_fit(self.video.codecs, self.hls.segment_format)
+        return self
 
     def next_attempt(self) -> JobMessage:
         return self.model_copy(update={"attempt": self.attempt + 1})
@@ -341,7 +358,7 @@ class JobEvent(_Model):
     own), except for the `plan` part, whose attempt is the job's.
     """
 
-    schema_version: Literal[1, 2, 3] = SCHEMA_VERSION
+    schema_version: Literal[1, 2, 3, 4] = SCHEMA_VERSION
     job: JobRef
     attempt: int = Field(ge=1)
     worker: str
@@ -383,7 +400,7 @@ class JobEvent(_Model):
 class JobCancel(_Model):
     """Stop every attempt of this job up to `job.generation`; do not start queued ones."""
 
-    schema_version: Literal[1, 2, 3] = SCHEMA_VERSION
+    schema_version: Literal[1, 2, 3, 4] = SCHEMA_VERSION
     job: JobRef
     reason: str = Field(pattern=_REASON.pattern)
     message: str = Field(max_length=1000)

@@ -7,6 +7,7 @@ from fractions import Fraction
 import pytest
 from pydantic import ValidationError
 
+from kube_transcode.codecs import h264_level
 from kube_transcode.ladder import (
     DEFAULT_LADDER,
     AudioOptions,
@@ -14,7 +15,6 @@ from kube_transcode.ladder import (
     LadderPlan,
     Rung,
     SourceInfo,
-    h264_level,
     plan_ladder,
     rung_by_name,
 )

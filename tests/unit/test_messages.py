@@ -60,7 +60,7 @@ def test_job_message_round_trips_through_json() -> None:
     assert decode_job(encode(sent)) == sent
     assert (sent.backoff_seconds, sent.max_backoff_seconds) == (10, 300.5)
     assert message().backoff_seconds is None  # the worker's own then
-    assert json.loads(encode(sent))["schema_version"] == 3
+    assert json.loads(encode(sent))["schema_version"] == 4
 
 
 def test_a_version_1_job_is_read_as_a_whole_job() -> None:
@@ -85,7 +85,7 @@ def test_priorities_map_to_amqp_levels_within_the_queue_maximum() -> None:
         (b"{not json", "not UTF-8 JSON"),
         (b"[1, 2]", "not an object"),
         (b'{"job": {}}', "unsupported schema_version None"),
-        (b'{"schema_version": 4}', "unsupported schema_version 4"),
+        (b'{"schema_version": 5}', "unsupported schema_version 5"),
         (b'{"schema_version": 1, "job": {"uid": "x"}}', "job.namespace: Field required"),
     ],
 )

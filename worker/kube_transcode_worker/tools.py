@@ -79,7 +79,9 @@ def check_not_cancelled(message: JobMessage, store: LadderStore) -> None:
 
 def plan_for(message: JobMessage, source: SourceInfo) -> LadderPlan:
     try:
-        return plan_ladder(source, message.ladder.resolve(), hls=message.hls)
+        return plan_ladder(
+            source, message.ladder.resolve(), hls=message.hls, video=message.video
+        )
     except ValueError as exc:
         raise PermanentJobError("InvalidLadder", str(exc)) from None
 
