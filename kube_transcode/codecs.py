@@ -188,7 +188,10 @@ def codec_level(
 def _beyond_every_level(
     codec: str, width: int, height: int, fps: Fraction, maxrate_kbps: int
 ) -> str:
-    return f"{width}x{height} at {float(fps):.3f} fps and {maxrate_kbps} kbps exceeds every {codec} level"
+    return (
+        f"{width}x{height} at {float(fps):.3f} fps and {maxrate_kbps} kbps "
+        f"exceeds every {codec} level"
+    )
 
 
 # profile_idc and the constraint flags byte x264 writes for each profile.

@@ -162,7 +162,7 @@ class HlsOptions(BaseModel):
 
 
 class VideoOptions(BaseModel):
-    """The video codecs of the ladder: each rung is encoded once per codec (kube_transcode.codecs)."""
+    """The ladder's video codecs: each rung is encoded once per codec (kube_transcode.codecs)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

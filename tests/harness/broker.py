@@ -86,7 +86,15 @@ class Broker:
     def event(self, uid: str, phase: Phase, timeout: float = 60) -> JobEvent:
         def found() -> JobEvent | None:
             self.poll_events()
-            return next((e for e in self.events if e.job.uid == uid and e.phase == phase), None)
+            mine = [e for e in self.events if e.job.uid == uid]
+            wanted = next((e for e in mine if e.phase == phase), None)
+            failed = next((e for e in mine if e.phase == Phase.failed and e.part is None), None)
+            if wanted is None and failed is not None:
+                # The job ended otherwise: say how now, rather than time out on it later.
+                raise AssertionError(
+                    f"job {uid} failed while waiting for {phase}: {failed.reason}: {failed.message}"
+                )
+            return wanted
 
         return wait_until(f"a {phase} event of job {uid}", found, timeout)
 

@@ -7,10 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from kube_transcode.ladder import HlsOptions, LadderPlan, SourceInfo, plan_ladder
+from kube_transcode.codecs import SegmentFormat, VideoCodec
+from kube_transcode.ladder import (
+    HlsOptions,
+    LadderPlan,
+    SourceInfo,
+    VideoOptions,
+    plan_ladder,
+    rung_by_name,
+)
 from kube_transcode.messages import ChunkTask, StagedSource
 from kube_transcode_worker.encode import (
     PART_TIMELINE_LEAD_SECONDS,
+    SVT_AV1_PRESETS,
     ffmpeg_command,
     filter_graph,
     keyframe_interval_frames,
@@ -114,10 +123,12 @@ def test_var_stream_map_puts_every_variant_in_the_audio_group_with_readable_name
 def test_keyframes_are_forced_on_segment_boundaries_on_every_rung() -> None:
     args = ffmpeg_command(plan_for(segment_seconds=4), Path("/in/src.mp4"), OUT)
     assert value_after(args, "-force_key_frames") == "expr:gte(t,n_forced*4)"
-    assert value_after(args, "-sc_threshold") == "0"
     assert value_after(args, "-g") == "120"
-    # One set of GOP options without a stream specifier applies to every video encoder.
-    assert value_after(args, "-c:v") == "libx264"
+    # One set of GOP options without a stream specifier applies to every video encoder;
+    # x264's scene-cut keyframes are off on each.
+    for index in range(4):
+        assert value_after(args, f"-c:v:{index}") == "libx264"
+        assert value_after(args, f"-sc_threshold:v:{index}") == "0"
 
 
 @pytest.mark.parametrize(
@@ -144,8 +155,9 @@ def test_rate_control_profile_and_level_are_set_per_rendition() -> None:
 
 def test_hls_output_is_vod_with_independent_segments_in_per_rendition_folders() -> None:
     args = ffmpeg_command(plan_for(), Path("/in/src.mp4"), OUT, preset="ultrafast")
-    assert value_after(args, "-preset") == "ultrafast"
+    assert value_after(args, "-preset:v:0") == "ultrafast"
     assert value_after(args, "-hls_time") == "6"
+    assert value_after(args, "-hls_segment_type") == "mpegts"
     assert value_after(args, "-hls_playlist_type") == "vod"
     assert value_after(args, "-hls_flags") == "independent_segments"
     assert value_after(args, "-hls_segment_filename") == "/work/out/%v/seg_%05d.ts"
@@ -162,7 +174,7 @@ def test_progress_goes_to_stdout_and_stats_stay_off() -> None:
 
 def test_default_preset_is_veryfast_and_threads_are_left_to_ffmpeg() -> None:
     args = ffmpeg_command(plan_for(), Path("/in/src.mp4"), OUT)
-    assert value_after(args, "-preset") == "veryfast"
+    assert value_after(args, "-preset:v:0") == "veryfast"
     assert "-threads" not in args
 
 
@@ -198,13 +210,14 @@ def test_a_video_chunk_reads_its_range_and_numbers_its_segments_globally() -> No
     assert float(value_after(args, "-output_ts_offset")) == 24.0 + PART_TIMELINE_LEAD_SECONDS
     assert "0:a:0" not in args and "-c:a" not in args  # audio is its own part
     assert "agroup" not in value_after(args, "-var_stream_map")
-    assert value_after(args, "-c:v") == "libx264"
+    assert value_after(args, "-c:v:0") == "libx264"
 
 
 def test_the_audio_part_encodes_the_whole_audio_alone() -> None:
     plan = plan_for()
     args = ffmpeg_command(plan, STAGED, OUT, part=_part(plan, "audio"))
-    assert "-ss" not in args and "-filter_complex" not in args and "-c:v" not in args
+    assert "-ss" not in args and "-filter_complex" not in args
+    assert not any(arg.startswith("-c:v") for arg in args)
     assert value_after(args, "-map") == "0:a:0"
     assert value_after(args, "-var_stream_map") == "a:0,name:audio"
     assert float(value_after(args, "-output_ts_offset")) == PART_TIMELINE_LEAD_SECONDS
@@ -215,3 +228,53 @@ def test_a_part_reads_only_an_http_url() -> None:
     plan = plan_for()
     with pytest.raises(ValueError, match="http"):
         ffmpeg_command(plan, "file:/etc/passwd", OUT, part=_part(plan))
+
+
+def _codec_plan(*codecs: VideoCodec, segment_format: SegmentFormat = "fmp4") -> LadderPlan:
+    return plan_ladder(
+        plan_for().source,
+        [rung_by_name("720p"), rung_by_name("360p")],
+        hls=HlsOptions(segment_format=segment_format),
+        video=VideoOptions(codecs=codecs),
+    )
+
+
+def test_each_codec_gets_its_encoder_and_a_size_is_scaled_once_for_all_codecs() -> None:
+    plan = _codec_plan("h264", "hevc", "av1")
+    args = ffmpeg_command(plan, Path("/in/src.mp4"), OUT)
+    names = [r.name for r in plan.renditions]
+    assert names == ["720p", "360p", "720p-hevc", "360p-hevc", "720p-av1", "360p-av1"]
+    encoders = [value_after(args, f"-c:v:{i}") for i in range(len(names))]
+    assert encoders == ["libx264"] * 2 + ["libx265"] * 2 + ["libsvtav1"] * 2
+    graph = value_after(args, "-filter_complex")
+    # Two scalers (720p, 360p), each split to its three codecs' encoders (and the next size).
+    assert graph.count("scale=") == 2
+    assert "scale=w=1280:h=720,setsar=1,format=yuv420p,split=4[v0][v2][v4][d0]" in graph
+    assert "scale=w=640:h=360,setsar=1,format=yuv420p,split=3[v1][v3][v5]" in graph
+    # HEVC: hvc1, IDR keyframes, closed GOPs; AV1: SVT's preset for the x264 one.
+    assert value_after(args, "-tag:v:2") == "hvc1"
+    assert value_after(args, "-forced-idr:v:2") == "1"
+    assert "open-gop=0" in value_after(args, "-x265-params:v:2")
+    assert value_after(args, "-preset:v:4") == str(SVT_AV1_PRESETS["veryfast"])
+    # Each codec's own share of the rung's bitrate.
+    assert [value_after(args, f"-b:v:{i}") for i in (0, 2, 4)] == ["3000k", "2100k", "1800k"]
+
+
+def test_fmp4_output_names_an_init_per_rendition_and_keeps_the_timeline_in_the_fragments() -> None:
+    args = ffmpeg_command(_codec_plan("av1"), Path("/in/src.mp4"), OUT)
+    assert value_after(args, "-hls_segment_type") == "fmp4"
+    assert value_after(args, "-hls_fmp4_init_filename") == "init_%v.mp4"
+    assert value_after(args, "-hls_segment_filename") == "/work/out/%v/seg_%05d.m4s"
+    assert value_after(args, "-hls_segment_options") == "movflags=+frag_discont"
+
+
+def test_hevc_or_av1_in_mpeg_ts_is_refused_by_the_plan() -> None:
+    with pytest.raises(ValueError, match=r"hevc needs hls\.segmentFormat fmp4"):
+        _codec_plan("h264", "hevc", segment_format="ts")
+
+
+def test_a_run_of_one_rendition_names_its_init_itself() -> None:
+    """FFmpeg fills in the init name's %v only when a run has several renditions."""
+    plan = _codec_plan("h264")
+    args = ffmpeg_command(plan, STAGED, OUT, part=_part(plan, "audio"))
+    assert value_after(args, "-hls_fmp4_init_filename") == "init_audio.mp4"

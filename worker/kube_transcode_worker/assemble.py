@@ -1,8 +1,9 @@
 """A chunked job's ladder from its parts: each part's manifest, and the playlists they make.
 
 A part (a video chunk, or the audio) stores its segments at their ladder keys and then its
-manifest: per rendition, the segments it made (name, duration, size) and, for video, the
-CODECS its first segment shows. The manifests are all the assembly needs: the media
+manifest: per rendition, the segments it made (name, duration, size), the CODECS its
+bitstream shows and (fMP4) its init segment's name and digest: every chunk writes the same
+init bytes to the same key, which the assembly checks. The manifests are all it needs: the media
 playlists are the parts' segments in order (the numbers and timestamps are already those of
 one continuous encode), and the master playlist is measured from their sizes, as a whole run
 measures its files. Pure, except `manifest_of_folder`, which reads a part's output folder.
@@ -18,9 +19,11 @@ from pydantic import BaseModel, ConfigDict
 from kube_transcode.chunks import AUDIO_TASK, chunk_task_name
 from kube_transcode.ladder import AUDIO_RENDITION_NAME, LadderPlan
 from kube_transcode_worker.hls import (
+    FMP4_PLAYLIST_VERSION,
     IFRAME_PLAYLIST_NAME,
     MASTER_PLAYLIST_NAME,
     MEDIA_PLAYLIST_NAME,
+    InitSegment,
     RenditionPart,
     RenditionStats,
     iframe_playlist,
@@ -29,7 +32,7 @@ from kube_transcode_worker.hls import (
     rendition_stats,
 )
 
-# FFmpeg writes version 6 media playlists for what this ladder uses; ours say the same.
+# FFmpeg writes version 6 media playlists for what an MPEG-TS ladder uses; ours say the same.
 MEDIA_PLAYLIST_VERSION = 6
 
 
@@ -60,18 +63,30 @@ def part_names(chunks: int, has_audio: bool) -> list[str]:
     return [chunk_task_name(i) for i in range(chunks)] + ([AUDIO_TASK] if has_audio else [])
 
 
+def shared_init(name: str, parts: Sequence[RenditionPart]) -> InitSegment | None:
+    """The rendition's one init segment (fMP4): every part must have made the same bytes."""
+    inits = {part.init for part in parts}
+    if len(inits) > 1:
+        raise ValueError(f"the chunks of rendition {name} made different init segments")
+    return inits.pop() if inits else None
+
+
 def media_playlist(parts: Sequence[RenditionPart]) -> str:
     """One rendition's VOD playlist: the parts' segments, in order, numbered from 0."""
     segments = [segment for part in parts for segment in part.segments]
     target = max(part.target_duration for part in parts)
+    init = parts[0].init
+    version = MEDIA_PLAYLIST_VERSION if init is None else FMP4_PLAYLIST_VERSION
     lines = [
         "#EXTM3U",
-        f"#EXT-X-VERSION:{MEDIA_PLAYLIST_VERSION}",
+        f"#EXT-X-VERSION:{version}",
         f"#EXT-X-TARGETDURATION:{target}",
         "#EXT-X-MEDIA-SEQUENCE:0",
         "#EXT-X-PLAYLIST-TYPE:VOD",
         "#EXT-X-INDEPENDENT-SEGMENTS",
     ]
+    if init is not None:
+        lines.append(f'#EXT-X-MAP:URI="{init.uri}"')
     for segment in segments:
         lines += [f"#EXTINF:{segment.duration:.6f},", segment.uri]
     lines.append("#EXT-X-ENDLIST")
@@ -97,6 +112,7 @@ def assemble(
             parts = [part.renditions[rendition.name] for part in video_parts]
         except KeyError:
             raise ValueError(f"a chunk lacks rendition {rendition.name}") from None
+        shared_init(rendition.name, parts)
         playlists[f"{rendition.name}/{MEDIA_PLAYLIST_NAME}"] = media_playlist(parts)
         iframes = iframe_playlist(parts)
         if iframes is not None:
@@ -111,10 +127,11 @@ def assemble(
 
 
 def segment_keys(prefix: str, manifests: Mapping[str, PartManifest]) -> list[str]:
-    """The ladder keys of every segment the parts stored."""
-    return [
-        f"{prefix}/{rendition}/{segment.uri}"
+    """The ladder keys of every segment (and init segment) the parts stored."""
+    keys = {
+        f"{prefix}/{rendition}/{uri}"
         for manifest in manifests.values()
         for rendition, part in manifest.renditions.items()
-        for segment in part.segments
-    ]
+        for uri in [*(s.uri for s in part.segments), *([part.init.uri] if part.init else [])]
+    }
+    return sorted(keys)

@@ -15,6 +15,7 @@ FFmpeg seeks in it with range requests).
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import threading
 import time
@@ -23,10 +24,22 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from kube_transcode.ladder import AUDIO_RENDITION_NAME, DEFAULT_X264_PRESET, LadderPlan, X264Preset
+from kube_transcode.codecs import VideoCodec
+from kube_transcode.ladder import (
+    AUDIO_RENDITION_NAME,
+    DEFAULT_X264_PRESET,
+    LadderPlan,
+    VideoRendition,
+    X264Preset,
+)
 from kube_transcode.messages import ChunkTask
 from kube_transcode_worker.errors import JobCancelledError, PermanentJobError, TransientJobError
-from kube_transcode_worker.hls import AUDIO_GROUP_ID, MEDIA_PLAYLIST_NAME, SEGMENT_PATTERN
+from kube_transcode_worker.hls import (
+    AUDIO_GROUP_ID,
+    INIT_PATTERN,
+    MEDIA_PLAYLIST_NAME,
+    segment_pattern,
+)
 from kube_transcode_worker.probe import DEFAULT_ALLOWED_DEMUXERS
 from kube_transcode_worker.thumbnails import (
     FRAMES_DIR,
@@ -59,27 +72,31 @@ class EncodeResult:
 
 
 def filter_graph(plan: LadderPlan, thumbnails: ThumbnailPlan | None = None) -> str:
-    """Decode once; scale to the tallest rendition, then each next one from the one above it,
+    """Decode once; scale to the tallest size, then each next one from the one above it,
     square pixels, 4:2:0. Each scaler reads the smaller picture before it rather than the full
     source: for a 1080p30 source and 5 rungs, 3.6% less FFmpeg CPU (60 s source) and 4-9% (20 s,
     two runs) than one branch per rung off the decoder. Every step is still a downscale, of at
-    most 1.5x between neighbouring rungs. Poster and storyboard are further branches of the
-    decoded picture (thumbnails.py), so they cost no second decode."""
-    order = sorted(range(len(plan.renditions)), key=lambda i: -plan.renditions[i].height)
+    most 1.5x between neighbouring rungs. A size encoded in several codecs is scaled once and
+    split to each codec's encoder. Poster and storyboard are further branches of the decoded
+    picture (thumbnails.py), so they cost no second decode."""
+    sizes: dict[tuple[int, int], list[int]] = {}
+    for index, rendition in enumerate(plan.renditions):
+        sizes.setdefault((rendition.width, rendition.height), []).append(index)
+    order = sorted(sizes, key=lambda size: -size[1])
     chains = []
     previous = "[0:v:0]"
     branches = branch_labels(thumbnails) if thumbnails is not None else []
     if branches:
         chains.append(f"{previous}split={len(branches) + 1}[ladder]{''.join(branches)}")
         previous = "[ladder]"
-    for step, index in enumerate(order):
-        rendition = plan.renditions[index]
-        scaled = f"{previous}scale=w={rendition.width}:h={rendition.height},setsar=1,format=yuv420p"
-        if step == len(order) - 1:
-            chains.append(f"{scaled}[v{index}]")
-        else:
-            chains.append(f"{scaled},split=2[v{index}][d{step}]")
-            previous = f"[d{step}]"
+    for step, (width, height) in enumerate(order):
+        outputs = [f"[v{index}]" for index in sizes[(width, height)]]
+        if step < len(order) - 1:
+            outputs.append(f"[d{step}]")
+        scaled = f"{previous}scale=w={width}:h={height},setsar=1,format=yuv420p"
+        split = f",split={len(outputs)}" if len(outputs) > 1 else ""
+        chains.append(f"{scaled}{split}{''.join(outputs)}")
+        previous = f"[d{step}]"
     if branches and thumbnails is not None:
         chains += branch_filters(thumbnails)
     return ";".join(chains)
@@ -198,34 +215,71 @@ def _input_args(
     return [*args, "-map_metadata", "-1", "-map_chapters", "-1"]
 
 
+# libsvtav1's presets (0 slowest .. 13) for the x264 preset names a job's workers use, so one
+# setting picks each codec's speed; measured with `python -m benchmarks codecs`. Above 10
+# SVT-AV1 warns that its presets are meant for automated tooling, so veryfast stops at 9.
+SVT_AV1_PRESETS: dict[X264Preset, int] = {
+    "ultrafast": 12,
+    "superfast": 11,
+    "veryfast": 9,
+    "faster": 9,
+    "fast": 8,
+    "medium": 7,
+    "slow": 5,
+    "slower": 4,
+    "veryslow": 3,
+}
+ENCODERS: dict[VideoCodec, str] = {"h264": "libx264", "hevc": "libx265", "av1": "libsvtav1"}
+# x265: closed GOPs, no scene-cut keyframes (boundaries are forced), only its errors logged.
+_X265_PARAMS = "log-level=error:open-gop=0:scenecut=0"
+
+
 def _video_args(plan: LadderPlan, preset: X264Preset) -> list[str]:
-    """x264 for every rung, keyframes forced at every segment boundary, rates per rung."""
+    """Each rendition's encoder, keyframes forced at every segment boundary, rates per rung."""
     args = [
-        "-c:v",
-        "libx264",
-        "-preset",
-        preset,
         "-force_key_frames",
         f"expr:gte(t,n_forced*{plan.hls.segment_seconds})",
         "-g",
         str(keyframe_interval_frames(plan)),
-        "-sc_threshold",
-        "0",
     ]
     for index, rendition in enumerate(plan.renditions):
-        args += [
-            f"-b:v:{index}",
-            f"{rendition.video_kbps}k",
-            f"-maxrate:v:{index}",
-            f"{rendition.maxrate_kbps}k",
-            f"-bufsize:v:{index}",
-            f"{rendition.bufsize_kbps}k",
+        args += [f"-c:v:{index}", ENCODERS[rendition.codec], *_codec_args(index, rendition, preset)]
+        args += [f"-b:v:{index}", f"{rendition.video_kbps}k"]
+        # SVT-AV1 takes a maximum rate in CRF mode only; its VBR keeps to the buffer.
+        if rendition.codec != "av1":
+            args += [f"-maxrate:v:{index}", f"{rendition.maxrate_kbps}k"]
+        args += [f"-bufsize:v:{index}", f"{rendition.bufsize_kbps}k"]
+    return args
+
+
+def _codec_args(index: int, rendition: VideoRendition, preset: X264Preset) -> list[str]:
+    if rendition.codec == "hevc":
+        return [
+            f"-preset:v:{index}",
+            preset,
             f"-profile:v:{index}",
             rendition.profile,
-            f"-level:v:{index}",
-            rendition.level,
+            # Forced keyframes as IDR pictures: every segment decodes on its own.
+            f"-forced-idr:v:{index}",
+            "1",
+            f"-x265-params:v:{index}",
+            _X265_PARAMS,
+            # Apple's HLS spec: HEVC in fMP4 as hvc1 (parameter sets in the init segment).
+            f"-tag:v:{index}",
+            "hvc1",
         ]
-    return args
+    if rendition.codec == "av1":
+        return [f"-preset:v:{index}", str(SVT_AV1_PRESETS[preset])]
+    return [
+        f"-preset:v:{index}",
+        preset,
+        f"-sc_threshold:v:{index}",
+        "0",
+        f"-profile:v:{index}",
+        rendition.profile,
+        f"-level:v:{index}",
+        rendition.level,
+    ]
 
 
 def _audio_args(plan: LadderPlan) -> list[str]:
@@ -263,12 +317,11 @@ def _hls_args(plan: LadderPlan, out_dir: Path, part: ChunkTask | None) -> list[s
         str(plan.hls.segment_seconds),
         "-hls_playlist_type",
         "vod",
-        "-hls_segment_type",
-        "mpegts",
+        *_segment_args(plan, part),
         "-hls_flags",
         "independent_segments",
         "-hls_segment_filename",
-        str(out_dir / "%v" / SEGMENT_PATTERN),
+        str(out_dir / "%v" / segment_pattern(plan.hls.segment_format)),
         "-var_stream_map",
         var_stream_map(plan, part),
         "-nostats",
@@ -277,6 +330,26 @@ def _hls_args(plan: LadderPlan, out_dir: Path, part: ChunkTask | None) -> list[s
         "-stats_period",
         "0.5",
         str(out_dir / "%v" / MEDIA_PLAYLIST_NAME),
+    ]
+
+
+def _segment_args(plan: LadderPlan, part: ChunkTask | None) -> list[str]:
+    if not plan.fmp4:
+        return ["-hls_segment_type", "mpegts"]
+    names = [entry.rpartition("name:")[2] for entry in var_stream_map(plan, part).split(" ")]
+    return [
+        "-hls_segment_type",
+        "fmp4",
+        # %v is the rendition's name: the same init name whichever streams a run (or a
+        # chunk's run) has, so every chunk's identical init lands on the same key. FFmpeg
+        # fills in %v there only when there are several renditions.
+        "-hls_fmp4_init_filename",
+        INIT_PATTERN if len(names) > 1 else INIT_PATTERN.replace("%v", names[0]),
+        # Without it the mp4 muxer writes a part's timeline offset as an edit list in the
+        # init and starts each fragment's decode time at 0; with it the decode times (tfdt)
+        # are the timeline's and every part's init is the same bytes.
+        "-hls_segment_options",
+        "movflags=+frag_discont",
     ]
 
 
@@ -353,6 +426,8 @@ def run_encode(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # SVT-AV1 logs to stderr past FFmpeg's -loglevel; errors only, like FFmpeg's.
+        env={**os.environ, "SVT_LOG": "1"},
     )
     stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
     readers = [

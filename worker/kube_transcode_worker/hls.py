@@ -2,12 +2,17 @@
 
 The master playlist is written by us, last, from what the encode really produced: peak and
 average bitrates measured from the segments (RFC 8216bis definition of the peak) and the
-H.264 profile and level read from each rendition's first segment, since x264 may lower the
-profile the plan asked for (ultrafast, for one, always yields Constrained Baseline).
+CODECS read from the bitstream: an MPEG-TS rendition's first segment's H.264 SPS, an fMP4
+rendition's init segment (avcC, hvcC, av1C, esds: mp4.py), since an encoder may not give what
+the plan asked (x264 ultrafast, for one, always yields Constrained Baseline).
+
+fMP4 renditions have an init segment, `init_<rendition>.mp4`, named by EXT-X-MAP; it is not
+counted in the segments' bitrates (a player fetches it once).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -16,22 +21,30 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from kube_transcode.ladder import AUDIO_RENDITION_NAME, H264Profile, LadderPlan, VideoRendition
+from kube_transcode.codecs import SegmentFormat
+from kube_transcode.codecs import planned_codecs as codec_string
+from kube_transcode.ladder import AUDIO_RENDITION_NAME, LadderPlan, VideoRendition
+from kube_transcode_worker import mp4
 
 MASTER_PLAYLIST_NAME = "master.m3u8"
 MEDIA_PLAYLIST_NAME = "index.m3u8"
 # Beside each video rendition's media playlist: its keyframes only, for scrubbing (trick play).
 IFRAME_PLAYLIST_NAME = "iframes.m3u8"
-SEGMENT_PATTERN = "seg_%05d.ts"
+# FFmpeg's pattern for a rendition's init segment (fMP4): %v is the rendition's name.
+INIT_PATTERN = "init_%v.mp4"
 AUDIO_GROUP_ID = "aud"
 AAC_LC_CODECS = "mp4a.40.2"
+# RFC 8216 section 7: EXT-X-MAP needs version 6 in a media playlist, 5 in an I-frame one;
+# FFmpeg writes 7 for fMP4 (and 3 for MPEG-TS).
+FMP4_PLAYLIST_VERSION = 7
+FMP4_IFRAME_PLAYLIST_VERSION = 5
+TS_IFRAME_PLAYLIST_VERSION = 4
 
-# profile_idc and the constraint flags byte x264 writes for each profile.
-_H264_PROFILE_BYTES: dict[H264Profile, tuple[int, int]] = {
-    "baseline": (0x42, 0xC0),
-    "main": (0x4D, 0x40),
-    "high": (0x64, 0x00),
-}
+
+def segment_pattern(segment_format: SegmentFormat) -> str:
+    return "seg_%05d.m4s" if segment_format == "fmp4" else "seg_%05d.ts"
+
+
 _TS_PACKET_SIZE = 188
 _TS_SYNC_BYTE = 0x47
 _SPS_SEARCH_BYTES = 256 * 1024
@@ -51,6 +64,8 @@ class MediaPlaylist:
     playlist_type: str | None
     ended: bool
     independent_segments: bool
+    # EXT-X-MAP's URI: the init segment of an fMP4 rendition.
+    init_uri: str | None = None
 
     @property
     def duration(self) -> float:
@@ -102,9 +117,12 @@ def parse_media_playlist(text: str) -> MediaPlaylist:
     playlist_type: str | None = None
     segments: list[Segment] = []
     pending_duration: float | None = None
+    init_uri: str | None = None
     for line in lines[1:]:
         tag, _, value = line.partition(":")
-        if tag == "#EXT-X-TARGETDURATION":
+        if tag == "#EXT-X-MAP":
+            init_uri = parse_attributes(value).get("URI")
+        elif tag == "#EXT-X-TARGETDURATION":
             target_duration = int(value)
         elif tag == "#EXT-X-PLAYLIST-TYPE":
             playlist_type = value
@@ -123,6 +141,7 @@ def parse_media_playlist(text: str) -> MediaPlaylist:
         playlist_type=playlist_type,
         ended="#EXT-X-ENDLIST" in lines,
         independent_segments="#EXT-X-INDEPENDENT-SEGMENTS" in lines,
+        init_uri=init_uri,
     )
 
 
@@ -184,10 +203,8 @@ def average_bitrate(segments: Sequence[tuple[int, float]]) -> int:
 
 
 def planned_codecs(rendition: VideoRendition) -> str:
-    """The avc1.PPCCLL string the plan asks for (used when a segment cannot be read)."""
-    profile_idc, constraints = _H264_PROFILE_BYTES[rendition.profile]
-    level_idc = round(float(rendition.level) * 10)
-    return f"avc1.{profile_idc:02x}{constraints:02x}{level_idc:02x}"
+    """The CODECS string the plan asks for (used when the bitstream cannot be read)."""
+    return codec_string(rendition.codec, rendition.profile, rendition.level)
 
 
 def _ts_payloads(data: bytes) -> Iterator[tuple[int, bytes]]:
@@ -265,6 +282,16 @@ class SegmentEntry(BaseModel):
     keyframe_bytes: int | None = Field(default=None, gt=0)
 
 
+class InitSegment(BaseModel):
+    """An fMP4 rendition's init segment: its name beside the playlist and its digest."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    uri: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    # Every chunk of a job writes its rendition's init to the same key: the same bytes.
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
 class RenditionPart(BaseModel):
     """A rendition's segments as one FFmpeg run produced them (a whole run, or a chunk's)."""
 
@@ -273,28 +300,39 @@ class RenditionPart(BaseModel):
     target_duration: int = Field(ge=1)
     segments: tuple[SegmentEntry, ...]
     codecs: str | None = None
+    # fMP4 only.
+    init: InitSegment | None = None
 
 
 def read_rendition(rendition_dir: Path, *, video: bool) -> RenditionPart:
-    """A rendition folder's playlist, segment sizes and (for video) the CODECS it shows."""
+    """A rendition folder's playlist, segment sizes and the CODECS its bitstream shows."""
     playlist = parse_media_playlist((rendition_dir / MEDIA_PLAYLIST_NAME).read_text())
     if not playlist.segments:
         raise ValueError(f"{rendition_dir} has no segments")
     paths = [_segment_path(rendition_dir, segment.uri) for segment in playlist.segments]
+    fmp4 = playlist.init_uri is not None
+    first_frame = mp4.first_sample_end if fmp4 else first_frame_bytes
     segments = tuple(
         SegmentEntry(
             uri=segment.uri,
             duration=segment.duration,
             size=path.stat().st_size,
-            keyframe_bytes=first_frame_bytes(path.read_bytes()) if video else None,
+            keyframe_bytes=first_frame(path.read_bytes()) if video else None,
         )
         for path, segment in zip(paths, playlist.segments, strict=True)
     )
+    init: InitSegment | None = None
     codecs: str | None = AAC_LC_CODECS
-    if video:
+    if playlist.init_uri is not None:
+        data = _segment_path(rendition_dir, playlist.init_uri).read_bytes()
+        init = InitSegment(uri=playlist.init_uri, sha256=hashlib.sha256(data).hexdigest())
+        codecs = mp4.codecs_from_init(data)
+    elif video:
         with paths[0].open("rb") as first_segment:
             codecs = h264_codecs_from_ts(first_segment.read(_SPS_SEARCH_BYTES))
-    return RenditionPart(target_duration=playlist.target_duration, segments=segments, codecs=codecs)
+    return RenditionPart(
+        target_duration=playlist.target_duration, segments=segments, codecs=codecs, init=init
+    )
 
 
 def rendition_stats(parts: Sequence[RenditionPart]) -> RenditionStats:
@@ -323,15 +361,19 @@ def iframe_playlist(parts: Sequence[RenditionPart]) -> str | None:
     segments = [s for part in parts for s in part.segments]
     if not segments or any(s.keyframe_bytes is None for s in segments):
         return None
+    init = parts[0].init
+    version = TS_IFRAME_PLAYLIST_VERSION if init is None else FMP4_IFRAME_PLAYLIST_VERSION
     lines = [
         "#EXTM3U",
-        "#EXT-X-VERSION:4",
+        f"#EXT-X-VERSION:{version}",
         f"#EXT-X-TARGETDURATION:{max(part.target_duration for part in parts)}",
         "#EXT-X-MEDIA-SEQUENCE:0",
         "#EXT-X-PLAYLIST-TYPE:VOD",
         "#EXT-X-INDEPENDENT-SEGMENTS",
         "#EXT-X-I-FRAMES-ONLY",
     ]
+    if init is not None:
+        lines.append(f'#EXT-X-MAP:URI="{init.uri}"')
     for segment in segments:
         lines += [
             f"#EXTINF:{segment.duration:.6f},",
@@ -350,7 +392,9 @@ def measure_rendition(rendition_dir: Path, *, video: bool) -> RenditionStats:
 def master_playlist(plan: LadderPlan, stats: Mapping[str, RenditionStats]) -> str:
     """Pure: the master playlist text, variants listed from the lowest bandwidth up."""
     audio = stats[AUDIO_RENDITION_NAME] if plan.audio else None
-    lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-INDEPENDENT-SEGMENTS"]
+    # The media playlists' version: FFmpeg's 7 for fMP4, 3 for MPEG-TS.
+    version = FMP4_PLAYLIST_VERSION if plan.fmp4 else 3
+    lines = ["#EXTM3U", f"#EXT-X-VERSION:{version}", "#EXT-X-INDEPENDENT-SEGMENTS"]
     if plan.audio:
         lines.append(
             f'#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="{AUDIO_GROUP_ID}",NAME="Audio",DEFAULT=YES,'
