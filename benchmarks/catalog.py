@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from benchmarks import autoscale, chunked, ffmpeg_builds, operator_queue, worker
+from benchmarks import autoscale, chunked, codecs, ffmpeg_builds, operator_queue, worker
 from benchmarks.registry import Benchmark
 
 BENCHMARKS: tuple[Benchmark, ...] = (
     worker.BENCHMARK,
     chunked.BENCHMARK,
     ffmpeg_builds.BENCHMARK,
+    codecs.BENCHMARK,
     operator_queue.BENCHMARK,
     autoscale.BENCHMARK,
 )

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from kube_transcode.ladder import HlsOptions
 from kube_transcode.messages import JobMessage, JobRef, Priority, job_queue_name
 from kube_transcode_operator.jobspec import TranscodeJobSpec
 from kube_transcode_operator.ladders import ladder_request
@@ -15,6 +14,7 @@ from kube_transcode_operator.validation import (
     check_source_allowed,
     chunking_options,
     output_location,
+    video_and_hls_options,
 )
 
 
@@ -36,6 +36,7 @@ def build_work(
     `template` (the TranscodeTemplate's name) made a combination the schema would refuse."""
     check_source_allowed(spec.source.url, settings)
     chunking = chunking_options(spec, template)
+    video, hls = video_and_hls_options(spec, template)
     location = output_location(spec, ref.namespace, ref.name, settings)
     check_output_allowed(location, ref.namespace, settings)
     deadline = (
@@ -52,10 +53,11 @@ def build_work(
         priority=Priority(spec.priority),
         source=spec.source.url,
         ladder=ladder_request(spec.ladder),
-        hls=HlsOptions(segment_seconds=spec.hls.segment_seconds),
+        hls=hls,
         output=location,
         deadline=deadline,
         chunking=chunking,
         thumbnails=spec.thumbnails.options(),
+        video=video,
     )
     return Work(message=message, queue=job_queue_name(spec.pool))

@@ -1,6 +1,6 @@
 """The TranscodeJob spec as a typed model. The CRD defaults priority, pool and output; the
-defaults of ladder, hls, retry, chunking and thumbnails are applied here, after the merge with
-the job's TranscodeTemplate (templates.py), so a template's value beats them.
+defaults of ladder, video, hls, retry, chunking and thumbnails are applied here, after the
+merge with the job's TranscodeTemplate (templates.py), so a template's value beats them.
 
 The API server already rejected what the schema can express; parsing here only turns the
 body into types, so an error here means the CRD and this model disagree (or, merged over a
@@ -16,6 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from kube_transcode.chunks import MAX_CHUNK_SECONDS, MIN_CHUNK_SECONDS, ChunkingMode
+from kube_transcode.codecs import (
+    DEFAULT_SEGMENT_FORMAT,
+    DEFAULT_VIDEO_CODECS,
+    SegmentFormat,
+    VideoCodec,
+)
 from kube_transcode.thumbnails import (
     DEFAULT_INTERVAL_SECONDS,
     DEFAULT_POSTER_WIDTH,
@@ -54,8 +60,13 @@ class OutputSpec(_Model):
     prefix: str | None = None
 
 
+class VideoSpec(_Model):
+    codecs: tuple[VideoCodec, ...] = DEFAULT_VIDEO_CODECS
+
+
 class HlsSpec(_Model):
     segment_seconds: int = 6
+    segment_format: SegmentFormat = DEFAULT_SEGMENT_FORMAT
 
 
 class ChunkingSpec(_Model):
@@ -98,6 +109,7 @@ class TranscodeJobSpec(_Model):
     priority: Priority = "normal"
     pool: str = DEFAULT_POOL
     output: OutputSpec = OutputSpec()
+    video: VideoSpec = VideoSpec()
     hls: HlsSpec = HlsSpec()
     retry: RetrySpec = RetrySpec()
     chunking: ChunkingSpec = ChunkingSpec()

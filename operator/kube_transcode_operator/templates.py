@@ -1,10 +1,10 @@
 """A TranscodeJob over its TranscodeTemplate: the merge, what the job took, and its record.
 
-The rules: a template supplies `ladder`, `hls`, `retry`, `chunking`, `thumbnails` and `notify`;
-the job's own fields override it field by field. Objects merge key by key (recursively), lists
-and scalars replace, and the ladder replaces as a whole (its `preset` and `rungs` are alternatives).
-Defaults are the model's (jobspec.py), applied after the merge, so a template's value always
-beats them.
+The rules: a template supplies `ladder`, `video`, `hls`, `retry`, `chunking`, `thumbnails` and
+`notify`; the job's own fields override it field by field. Objects merge key by key
+(recursively), lists (`video.codecs` among them) and scalars replace, and the ladder replaces
+as a whole (its `preset` and `rungs` are alternatives). Defaults are the model's (jobspec.py),
+applied after the merge, so a template's value always beats them.
 
 What the job took is recorded in its status (`status.template`), for the job's generation: the
 record, not the template as it is now, resolves that generation again (after a failed publish,
@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from kube_transcode_operator.jobspec import TranscodeJobSpec
 from kube_transcode_operator.validation import JobRejectedError
 
-TEMPLATED_FIELDS: Final = ("ladder", "hls", "retry", "chunking", "thumbnails", "notify")
+TEMPLATED_FIELDS: Final = ("ladder", "video", "hls", "retry", "chunking", "thumbnails", "notify")
 # Replaced as a whole: merging a template's preset with a job's rungs would set both.
 WHOLE_FIELDS: Final = frozenset({"ladder"})
 

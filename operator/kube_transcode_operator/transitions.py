@@ -233,6 +233,7 @@ def _succeeded(
                     "name": rendition.name,
                     "resolution": f"{rendition.width}x{rendition.height}",
                     "bandwidth": rendition.bandwidth,
+                    "codecs": rendition.codecs,
                 }
                 for rendition in outputs.renditions
             ],

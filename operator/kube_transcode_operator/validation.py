@@ -1,5 +1,6 @@
-"""Rules beyond the schema: which sources and output locations a namespace may use, and a
-chunk length that is whole segments once the job is merged over its template.
+"""Rules beyond the schema: which sources and output locations a namespace may use, and, once
+the job is merged over its template, a chunk length of whole segments and video codecs that its
+segment format carries.
 
 The output rule: in the default bucket a namespace writes only under `<namespace>/` (the
 prefix defaults to `<namespace>/<name>`); another bucket must list the namespace (a glob) in
@@ -12,6 +13,8 @@ from fnmatch import fnmatchcase
 from urllib.parse import urlsplit
 
 from kube_transcode.chunks import ChunkingOptions, chunk_length
+from kube_transcode.codecs import check_codecs_fit
+from kube_transcode.ladder import HlsOptions, VideoOptions
 from kube_transcode.messages import OutputLocation
 from kube_transcode_operator.jobspec import TranscodeJobSpec
 from kube_transcode_operator.settings import OperatorSettings
@@ -81,3 +84,20 @@ def chunking_options(spec: TranscodeJobSpec, template: str | None = None) -> Chu
             f"({spec.hls.segment_seconds}){origin}: {error}",
         ) from error
     return options
+
+
+def video_and_hls_options(
+    spec: TranscodeJobSpec, template: str | None = None
+) -> tuple[VideoOptions, HlsOptions]:
+    """The job's codecs and HLS options, refused when a codec does not fit the segment format:
+    the API server checks that only when the job does not leave the format to a template."""
+    try:
+        check_codecs_fit(spec.video.codecs, spec.hls.segment_format)
+    except ValueError as error:
+        origin = f" (with TranscodeTemplate {template})" if template else ""
+        raise JobRejectedError("InvalidSpec", f"{error}{origin}") from error
+    video = VideoOptions(codecs=spec.video.codecs)
+    hls = HlsOptions(
+        segment_seconds=spec.hls.segment_seconds, segment_format=spec.hls.segment_format
+    )
+    return video, hls

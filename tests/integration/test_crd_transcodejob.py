@@ -120,6 +120,24 @@ def test_explicit_rungs_may_name_standard_rungs(namespace: Kubectl) -> None:
          "spec.thumbnails.storyboard.intervalSeconds in body should be greater than or equal to 1"),
         ({"source": SOURCE, "thumbnails": {"poster": {"width": 8}}},
          "spec.thumbnails.poster.width in body should be greater than or equal to 16"),
+        ({"source": SOURCE, "video": {"codecs": ["hevc"]}},
+         "spec.video.codecs: Invalid value: video.codecs hevc and av1 need hls.segmentFormat: "
+         "fmp4 (the default is ts; HLS carries them in fragmented MP4 only)"),
+        ({"source": SOURCE, "video": {"codecs": ["h264", "av1"]}, "hls": {"segmentFormat": "ts"}},
+         "spec.video.codecs: Invalid value: video.codecs hevc and av1 need hls.segmentFormat: "
+         "fmp4 (HLS carries them in fragmented MP4 only)"),
+        ({"source": SOURCE, "template": "web", "video": {"codecs": ["hevc"]},
+          "hls": {"segmentFormat": "ts"}},
+         "video.codecs hevc and av1 need hls.segmentFormat: fmp4"),
+        ({"source": SOURCE, "video": {"codecs": ["vp9"]}},
+         'spec.video.codecs[0]: Unsupported value: "vp9": supported values: "h264", "hevc", '
+         '"av1"'),
+        ({"source": SOURCE, "video": {"codecs": ["h264", "h264"]}},
+         'spec.video.codecs[1]: Duplicate value: "h264"'),
+        ({"source": SOURCE, "video": {"codecs": []}},
+         "spec.video.codecs in body should have at least 1 items"),
+        ({"source": SOURCE, "hls": {"segmentFormat": "cmaf"}},
+         'spec.hls.segmentFormat: Unsupported value: "cmaf": supported values: "ts", "fmp4"'),
     ],
     ids=[
         "no-source", "ftp-source", "no-object", "bad-priority", "preset-and-rungs",
@@ -128,6 +146,8 @@ def test_explicit_rungs_may_name_standard_rungs(namespace: Kubectl) -> None:
         "bad-pool", "short-chunks", "long-chunks", "chunks-not-whole-default-segments",
         "chunks-not-whole-segments", "chunks-not-whole-segments-with-template",
         "unknown-chunking-mode", "storyboard-interval-zero", "tiny-poster",
+        "hevc-in-default-ts", "av1-in-ts", "hevc-in-ts-with-template", "unknown-codec",
+        "duplicate-codecs", "no-codecs", "unknown-segment-format",
     ],
 )  # fmt: skip
 def test_bad_specs_are_refused_with_a_readable_message(
@@ -184,6 +204,50 @@ def test_a_template_s_chunks_must_be_whole_segments_of_its_own_segment_length(
                     check=False)  # fmt: skip
     assert "spec.chunking.chunkSeconds in body should be greater than or equal to 12" in out
     namespace("apply", "-f", "-", input=template("good", {"chunking": {"chunkSeconds": 20}}))
+
+
+@pytest.mark.usefixtures("crd")
+def test_every_codec_in_fmp4_is_stored_and_a_template_s_format_left_to_the_operator(
+    namespace: Kubectl,
+) -> None:
+    every: dict[str, object] = {
+        "source": SOURCE, "video": {"codecs": ["h264", "hevc", "av1"]},
+        "hls": {"segmentFormat": "fmp4"},
+    }  # fmt: skip
+    namespace("apply", "-f", "-", input=job("every", every))
+    # Without a segmentFormat of its own the job may take the template's fmp4: the operator
+    # checks the merged spec (test_operator_templates.py).
+    templated: dict[str, object] = {
+        "source": SOURCE, "template": "cmaf", "video": {"codecs": ["av1"]},
+    }  # fmt: skip
+    namespace("apply", "-f", "-", input=job("templated", templated))
+    stored = json.loads(namespace("get", "tj", "every", "templated", "-o", "json"))
+    assert [(item["spec"]["video"], item["spec"].get("hls")) for item in stored["items"]] == [
+        ({"codecs": ["h264", "hevc", "av1"]}, {"segmentFormat": "fmp4"}),
+        ({"codecs": ["av1"]}, None),
+    ]
+
+
+@pytest.mark.usefixtures("crd")
+def test_a_template_s_codecs_must_fit_its_own_segment_format(namespace: Kubectl) -> None:
+    def template(name: str, spec: dict[str, object]) -> str:
+        return json.dumps({"apiVersion": "kubetranscode.io/v1alpha1",
+                           "kind": "TranscodeTemplate", "metadata": {"name": name},
+                           "spec": spec})  # fmt: skip
+
+    bad = {"video": {"codecs": ["hevc"]}, "hls": {"segmentFormat": "ts"}}
+    out = namespace("apply", "-f", "-", input=template("bad", bad), check=False)
+    assert (
+        "spec.video.codecs: Invalid value: video.codecs hevc and av1 need "
+        "hls.segmentFormat: fmp4 (HLS carries them in fragmented MP4 only)"
+    ) in out
+    out = namespace("apply", "-f", "-", input=template("vp9", {"video": {"codecs": ["vp9"]}}),
+                    check=False)  # fmt: skip
+    assert 'spec.video.codecs[0]: Unsupported value: "vp9"' in out
+    # A job naming it may set fmp4 itself.
+    namespace("apply", "-f", "-", input=template("hevc", {"video": {"codecs": ["hevc"]}}))
+    cmaf = {"video": {"codecs": ["h264", "av1"]}, "hls": {"segmentFormat": "fmp4"}}
+    namespace("apply", "-f", "-", input=template("cmaf", cmaf))
 
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"

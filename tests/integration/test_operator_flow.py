@@ -109,7 +109,12 @@ def test_worker_events_drive_status_to_succeeded(namespace: Kubectl, vhost: Vhos
         f"/{message.output.bucket}/{namespace.namespace}/movie/master.m3u8"
     )
     assert status["outputs"]["renditions"] == [
-        {"name": "480p", "resolution": "854x480", "bandwidth": 2_300_000}
+        {
+            "name": "480p",
+            "resolution": "854x480",
+            "bandwidth": 2_300_000,
+            "codecs": "avc1.64001e,mp4a.40.2",
+        }
     ]
     assert condition(done, "Succeeded")["status"] == "True"
     assert condition(done, "Running")["status"] == "False"

@@ -195,3 +195,27 @@ def test_an_invalid_template_is_refused_and_kubectl_get_tt_shows_settings(
     printed = namespace("get", "tt").splitlines()
     assert printed[0].split() == ["NAME", "PRESET", "SEGMENT", "ATTEMPTS", "WEBHOOK", "AGE"]
     assert printed[1].split()[:4] == ["phones", "mobile", "4", "5"]
+
+
+@pytest.mark.usefixtures("crd", "operator_env")
+def test_av1_takes_the_template_s_fmp4_and_fails_with_the_reason_over_a_ts_template(
+    namespace: Kubectl, vhost: Vhost
+) -> None:
+    cmaf = apply_template(namespace, "cmaf", hls={"segmentFormat": "fmp4"})
+    assert cmaf.returncode == 0, cmaf.stderr
+    assert apply_template(namespace, "classic", hls={"segmentFormat": "ts"}).returncode == 0
+    with running_operator(namespace.namespace):
+        apply_job(namespace, "modern", template="cmaf", video={"codecs": ["av1"]})
+        wait_phase(namespace, "modern", "Queued")
+        message, _ = take_job(vhost)
+        apply_job(namespace, "misfit", template="classic", video={"codecs": ["av1"]})
+        failed = wait_phase(namespace, "misfit", "Failed")
+    assert (message.video.codecs, message.hls.segment_format) == (("av1",), "fmp4")
+    found = condition(failed, "Failed")
+    assert found["reason"] == "InvalidSpec"
+    assert failed["status"]["message"] == found["message"]
+    assert found["message"] == (
+        "video codec av1 needs hls.segmentFormat fmp4: HLS carries HEVC and AV1 in fragmented "
+        "MP4 only, not MPEG-TS (with TranscodeTemplate classic)"
+    )
+    assert ready_messages(vhost) == 0

@@ -142,3 +142,26 @@ def test_a_chunk_length_that_is_not_whole_segments_is_refused_with_the_reason() 
         refused.value.message
     )
     assert "chunkSeconds 20 is not a whole number of 6 s segments" in refused.value.message
+
+
+def test_codecs_and_the_segment_format_travel_with_the_message() -> None:
+    plain = work({}).message
+    assert (plain.video.codecs, plain.hls.segment_format) == (("h264",), "ts")
+    message = work(
+        {"video": {"codecs": ["h264", "hevc", "av1"]},
+         "hls": {"segmentSeconds": 4, "segmentFormat": "fmp4"}}
+    ).message  # fmt: skip
+    assert message.video.codecs == ("h264", "hevc", "av1")
+    assert (message.hls.segment_seconds, message.hls.segment_format) == (4, "fmp4")
+    assert work({"hls": {"segmentFormat": "fmp4"}}).message.video.codecs == ("h264",)
+
+
+@pytest.mark.parametrize("hls", [{}, {"segmentFormat": "ts"}], ids=["default-ts", "ts"])
+def test_hevc_or_av1_in_mpeg_ts_is_refused_with_the_reason(hls: dict[str, str]) -> None:
+    with pytest.raises(JobRejectedError) as refused:
+        work({"video": {"codecs": ["h264", "av1"]}, "hls": hls})
+    assert refused.value.reason == "InvalidSpec"
+    assert refused.value.message == (
+        "video codec av1 needs hls.segmentFormat fmp4: "
+        "HLS carries HEVC and AV1 in fragmented MP4 only, not MPEG-TS"
+    )

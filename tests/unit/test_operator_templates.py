@@ -9,7 +9,11 @@ from typing import Any
 import pytest
 
 from kube_transcode_operator import status, templates
-from kube_transcode_operator.validation import JobRejectedError, chunking_options
+from kube_transcode_operator.validation import (
+    JobRejectedError,
+    chunking_options,
+    video_and_hls_options,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -17,7 +21,8 @@ NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 SOURCE = {"url": "s3://in/video.mp4"}
 TEMPLATE_SPEC: dict[str, Any] = {
     "ladder": {"rungs": [{"name": "360p"}, {"name": "720p"}]},
-    "hls": {"segmentSeconds": 4},
+    "video": {"codecs": ["h264", "hevc"]},
+    "hls": {"segmentSeconds": 4, "segmentFormat": "fmp4"},
     "retry": {"attempts": 5, "backoffSeconds": 20},
     "chunking": {"chunkSeconds": 24},
     "thumbnails": {"storyboard": {"intervalSeconds": 5}},
@@ -49,7 +54,7 @@ def test_the_jobs_fields_override_key_by_key() -> None:
         "url": "https://hooks.example.com/mine",
         "secretRef": {"name": "s", "key": "k"},
     }
-    assert merged["hls"] == {"segmentSeconds": 4}
+    assert merged["hls"] == {"segmentSeconds": 4, "segmentFormat": "fmp4"}
 
 
 def test_lists_and_the_ladder_replace_as_a_whole() -> None:
@@ -88,7 +93,8 @@ def test_what_the_job_took_resolves_to_the_same_spec() -> None:
            "notify": {"webhook": {"url": "https://hooks.example.com/mine"}}}  # fmt: skip
     found = templates.record(template(), job, job_generation=7)
     assert found.inherited == {
-        "hls": {"segmentSeconds": 4},
+        "video": {"codecs": ["h264", "hevc"]},
+        "hls": {"segmentSeconds": 4, "segmentFormat": "fmp4"},
         "retry": {"backoffSeconds": 20},
         "chunking": {"chunkSeconds": 24},
         "thumbnails": {"storyboard": {"intervalSeconds": 5}},
@@ -105,10 +111,10 @@ def test_the_record_not_the_template_resolves_the_same_job_generation_again() ->
     job = {"source": SOURCE, "template": "mobile"}
     recorded_status = {"template": templates.record(template(), job, 3).to_status()}
     found = templates.recorded(recorded_status, "mobile", 3)
-    assert found is not None and found.inherited["hls"] == {"segmentSeconds": 4}
+    assert found is not None and found.inherited["hls"]["segmentSeconds"] == 4
     assert templates.recorded(recorded_status, "mobile", 4) is None  # a new job generation
     assert templates.recorded(recorded_status, "other", 3) is None  # another template named
-    assert templates.effective_spec(job, recorded_status, 3)["hls"] == {"segmentSeconds": 4}
+    assert templates.effective_spec(job, recorded_status, 3)["hls"]["segmentSeconds"] == 4
     assert "hls" not in templates.effective_spec(job, recorded_status, 4)
 
 
@@ -118,8 +124,8 @@ def test_a_new_record_replaces_the_old_one_in_a_merge_patch() -> None:
     patch = templates.status_patch(old, new)
     assert patch is not None
     assert patch["inherited"] == {
-        "hls": {"segmentSeconds": 8}, "ladder": None, "retry": None, "chunking": None,
-        "thumbnails": None, "notify": None,
+        "hls": {"segmentSeconds": 8, "segmentFormat": None}, "ladder": None, "video": None,
+        "retry": None, "chunking": None, "thumbnails": None, "notify": None,
     }  # fmt: skip
     assert (patch["generation"], patch["jobGeneration"]) == (3, 2)
 
@@ -169,4 +175,43 @@ def test_chunking_merges_key_by_key_and_a_merge_of_not_whole_segments_is_refused
     assert refused.value.message == (
         "chunking.chunkSeconds must be a whole number of hls.segmentSeconds (10) (with "
         "TranscodeTemplate mobile): chunkSeconds 24 is not a whole number of 10 s segments"
+    )
+
+
+def test_codecs_replace_the_template_s_and_the_segment_format_merges_key_by_key() -> None:
+    cmaf = {"video": {"codecs": ["h264", "hevc"]}, "hls": {"segmentFormat": "fmp4"}}
+    job = {"source": SOURCE, "template": "cmaf", "video": {"codecs": ["av1"]},
+           "hls": {"segmentSeconds": 4}}  # fmt: skip
+    merged = templates.merge(cmaf, job)
+    assert merged["video"] == {"codecs": ["av1"]}
+    assert merged["hls"] == {"segmentFormat": "fmp4", "segmentSeconds": 4}
+    video, hls = video_and_hls_options(templates.job_spec(merged, "cmaf"), "cmaf")
+    assert video.codecs == ("av1",)
+    assert (hls.segment_format, hls.segment_seconds) == ("fmp4", 4)
+    # What the job took of the template, so a retry resolves the same fMP4 ladder.
+    assert templates.inherited(cmaf, job) == {"hls": {"segmentFormat": "fmp4"}}
+    took = templates.inherited(cmaf, {"source": SOURCE, "template": "cmaf"})
+    assert took == cmaf
+
+
+@pytest.mark.parametrize(
+    ("template_spec", "job_fields"),
+    [
+        ({"hls": {"segmentFormat": "ts"}}, {"video": {"codecs": ["av1"]}}),
+        ({"hls": {"segmentSeconds": 4}}, {"video": {"codecs": ["av1"]}}),
+        ({"video": {"codecs": ["av1"]}}, {"hls": {"segmentFormat": "ts"}}),
+    ],
+    ids=["template-ts", "template-default-ts", "template-av1-job-ts"],
+)
+def test_a_merge_of_av1_and_mpeg_ts_is_refused_with_the_reason(
+    template_spec: dict[str, Any], job_fields: dict[str, Any]
+) -> None:
+    # Each object alone passes the API server (the job leaves the other half to the template).
+    merged = templates.merge(template_spec, {"source": SOURCE, "template": "web", **job_fields})
+    with pytest.raises(JobRejectedError) as refused:
+        video_and_hls_options(templates.job_spec(merged, "web"), "web")
+    assert refused.value.reason == "InvalidSpec"
+    assert refused.value.message == (
+        "video codec av1 needs hls.segmentFormat fmp4: HLS carries HEVC and AV1 in fragmented "
+        "MP4 only, not MPEG-TS (with TranscodeTemplate web)"
     )
