@@ -97,7 +97,14 @@ def test_success_records_outputs_and_ends_running() -> None:
     assert done["outputs"] == {
         "masterPlaylist": "s3://b/team/movie/master.m3u8",
         "masterPlaylistUrl": "http://s3/b/m.m3u8",
-        "renditions": [{"name": "720p", "resolution": "1280x720", "bandwidth": 4_700_000}],
+        "renditions": [
+            {
+                "name": "720p",
+                "resolution": "1280x720",
+                "bandwidth": 4_700_000,
+                "codecs": "avc1.64001f",
+            }
+        ],
     }
     assert condition(done, "Running")["status"] == "False"
     assert condition(done, "Succeeded")["status"] == "True"
