@@ -135,7 +135,11 @@ def play_ladder(
     timeout: float = 600.0,
 ) -> PlaybackReport:
     """Every rendition of the ladder at master_url played at `rate`, then seeked to `seeks`
-    (fractions of the duration). level_timeout bounds each play-through and each seek."""
+    (fractions of the duration). level_timeout bounds each play-through and each seek.
+
+    "Every" as hls.js lists them: it leaves out the variants whose CODECS this browser's
+    MediaSource refuses (HEVC in Chromium without a platform decoder), so the report's
+    renditions are those it can play; `codecs` says which codecs those are."""
     query = {
         "src": master_url,
         "rate": str(rate),

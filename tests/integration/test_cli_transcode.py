@@ -11,11 +11,13 @@ from typing import Any
 
 import pytest
 
-from kube_transcode.ladder import NAMED_RUNGS, HlsOptions, LadderPlan, plan_ladder
+from kube_transcode.codecs import SegmentFormat, check_codecs_fit
+from kube_transcode.ladder import NAMED_RUNGS, HlsOptions, LadderPlan, VideoOptions, plan_ladder
 from kube_transcode_devstack.services import MinIO
-from kube_transcode_worker.hls import MASTER_PLAYLIST_NAME
+from kube_transcode_worker.hls import MASTER_PLAYLIST_NAME, parse_media_playlist
 from kube_transcode_worker.probe import probe_source
 from tests.harness.media import check_ladder, make_source
+from tests.harness.thumbnails import check_poster, check_storyboard, jpeg_size, parse_cues
 
 pytestmark = pytest.mark.integration
 
@@ -44,10 +46,17 @@ def kube_transcode(*args: str, env: dict[str, str] | None = None) -> Run:
     return Run(completed.returncode, completed.stdout, completed.stderr)
 
 
-def planned(source: Path, *rungs: str) -> LadderPlan:
+def planned(
+    source: Path, *rungs: str, segment_format: SegmentFormat = "ts", codecs: str = "h264"
+) -> LadderPlan:
     """The ladder a user expects: the named rungs that fit the source, 1 s segments."""
     requested = [NAMED_RUNGS[name] for name in rungs] or None
-    return plan_ladder(probe_source(source), requested, hls=HlsOptions(segment_seconds=1))
+    return plan_ladder(
+        probe_source(source),
+        requested,
+        hls=HlsOptions(segment_seconds=1, segment_format=segment_format),
+        video=VideoOptions.model_validate({"codecs": codecs.split(",")}),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +99,92 @@ def test_a_clip_becomes_a_playable_ladder_in_a_folder(clip: Path, tmp_path: Path
     # Not a terminal: plain progress lines, no bar redrawn with carriage returns.
     assert "\r" not in run.stderr
     assert "encoding" in run.stderr and "100.0%" in run.stderr
-    assert "360p   640x360" in run.stderr
+    assert "360p   640x360 800 kbps h264 main@3.0" in run.stderr  # each rendition's codec
+    # Poster and storyboard by default, as a TranscodeJob that says nothing about them.
+    check_poster(dest / "poster.jpg", width=640)  # the source's width: never upscaled
+    (cue,) = parse_cues((dest / "storyboard" / "storyboard.vtt").read_text())
+    assert (cue.start, cue.end, cue.sheet) == (0, 2, "sheet-0001.jpg")  # one every 10 s
+    assert jpeg_size(dest / "storyboard" / cue.sheet) == (5 * 160, 5 * 90)  # a 5x5 sheet
+
+
+def test_fmp4_segments_carry_h264_and_av1_renditions_with_poster_and_storyboard(
+    clip: Path, tmp_path: Path
+) -> None:
+    dest = tmp_path / "ladder"
+
+    run = kube_transcode(
+        str(clip), str(dest), "--rungs", "240p,360p", "--segment-format", "fmp4",
+        "--codecs", "h264,av1", "--storyboard-interval", "1", "--thumbnail-width", "120",
+        "--storyboard-grid", "2x1", *FAST,
+    )  # fmt: skip
+
+    assert run.code == 0, run.stderr
+    plan = planned(clip, "240p", "360p", segment_format="fmp4", codecs="h264,av1")
+    master = check_ladder(dest, plan)
+    codecs = {v.uri.split("/")[0]: v.attributes["CODECS"] for v in master.variants}
+    assert sorted(codecs) == ["240p", "240p-av1", "360p", "360p-av1"]
+    assert [codecs[name].split(".")[0] for name in sorted(codecs)] == ["avc1", "av01"] * 2
+    for name in codecs:
+        folder = dest / name
+        playlist = parse_media_playlist((folder / "index.m3u8").read_text())
+        # An init segment, then fragments: what EXT-X-MAP and the segment lines name is there.
+        assert playlist.init_uri == f"init_{name}.mp4"
+        assert (folder / playlist.init_uri).stat().st_size > 0
+        assert sorted(p.name for p in folder.glob("seg_*")) == [s.uri for s in playlist.segments]
+        assert all(s.uri.endswith(".m4s") for s in playlist.segments), playlist.segments
+    assert "360p-av1 640x360 480 kbps av1 main@" in run.stderr
+    check_poster(dest / "poster.jpg", width=640)
+    cues = check_storyboard(dest / "storyboard", duration_seconds=2, thumb_width=120)
+    assert [(cue.start, cue.sheet, cue.x) for cue in cues] == [
+        (0, "sheet-0001.jpg", 0),
+        (1, "sheet-0001.jpg", 120),
+    ]
+
+
+def test_hevc_in_mpeg_ts_is_refused_with_the_jobs_message(clip: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"needs hls\.segmentFormat fmp4") as refusal:
+        check_codecs_fit(("h264", "hevc"), "ts")
+
+    run = kube_transcode(str(clip), str(tmp_path / "out"), "--codecs", "h264,hevc", *FAST)
+
+    assert run.code == 2
+    assert f"kube-transcode: {refusal.value}" in run.stderr
+    assert "--segment-format fmp4" in run.stderr
+    assert run.stdout == ""
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("codecs", "message"),
+    [
+        ("h264,vp9", "unknown video codec 'vp9'; codecs are h264, hevc, av1"),
+        ("av1,av1", "video codecs must be unique, got av1, av1"),
+    ],
+)
+def test_unknown_or_repeated_codecs_are_refused_as_usage_errors(
+    clip: Path, tmp_path: Path, codecs: str, message: str
+) -> None:
+    run = kube_transcode(
+        str(clip), str(tmp_path / "out"), "--segment-format", "fmp4", "--codecs", codecs, *FAST
+    )
+
+    assert run.code == 2
+    assert f"argument --codecs: {message}" in run.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_no_poster_and_no_storyboard_leave_only_the_ladder(clip: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "ladder"
+
+    run = kube_transcode(
+        str(clip), str(dest), "--rungs", "240p", "--no-poster", "--no-storyboard", *FAST
+    )
+
+    assert run.code == 0, run.stderr
+    assert sorted(p.name for p in dest.iterdir()) == ["240p", "audio", MASTER_PLAYLIST_NAME]
+    assert "poster" not in run.stderr and "storyboard" not in run.stderr
+    # Nothing left beside DEST either: the thumbnails' scratch folder is gone.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ladder"]
 
 
 def test_quiet_prints_only_the_master_playlist(clip: Path, tmp_path: Path) -> None:
@@ -124,6 +218,10 @@ def test_a_clip_goes_to_an_s3_prefix_with_master_and_renditions(
     check_ladder(tmp_path / "got", planned(clip))
     assert types["master.m3u8"] == "application/vnd.apple.mpegurl"
     assert types["360p/seg_00000.ts"] == "video/mp2t"
+    # Poster and storyboard go up with the ladder, typed for a browser.
+    assert types["poster.jpg"] == types["storyboard/sheet-0001.jpg"] == "image/jpeg"
+    assert types["storyboard/storyboard.vtt"] == "text/vtt"
+    check_poster(tmp_path / "got" / "poster.jpg", width=640)
 
 
 def test_an_s3_source_is_fetched_and_an_existing_ladder_kept_without_overwrite(

@@ -1,13 +1,19 @@
 """`kube-transcode`: the worker's pipeline from a terminal, without a cluster or a queue.
 
     kube-transcode transcode SOURCE DEST [--rungs 360p,720p] [--segment-seconds 6]
+                                         [--segment-format ts|fmp4] [--codecs h264,hevc,av1]
+                                         [--no-poster] [--poster-width 1280]
+                                         [--no-storyboard] [--storyboard-interval 10]
+                                         [--thumbnail-width 160] [--storyboard-grid 5x5]
                                          [--preset veryfast] [--overwrite] [--quiet]
 
 SOURCE is a local file or an s3:// or https:// URL; DEST a local folder or s3://bucket/prefix.
 The ladder is made the way a worker makes it (probe, plan, one FFmpeg run, master playlist
 last; the worker's own fetch and upload for remote ends), so what a user tries here is what
-the cluster produces. S3 is reached with the worker's settings (KT_S3_ENDPOINT_URL,
-KT_S3_ACCESS_KEY_ID, KT_S3_SECRET_ACCESS_KEY, KT_S3_REGION).
+the cluster produces: HEVC and AV1 renditions (fMP4 segments only, as for a TranscodeJob), and
+poster.jpg and storyboard/ beside the master playlist unless turned off. S3 is reached with
+the worker's settings (KT_S3_ENDPOINT_URL, KT_S3_ACCESS_KEY_ID, KT_S3_SECRET_ACCESS_KEY,
+KT_S3_REGION).
 
 Exit codes: 0 done; 2 bad input (usage, or a source or destination the job would fail on in
 the cluster too); 75 a failure that may pass on a retry (EX_TEMPFAIL: storage unreachable,
@@ -20,22 +26,39 @@ import argparse
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any, TextIO, get_args
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
+from kube_transcode.codecs import (
+    DEFAULT_SEGMENT_FORMAT,
+    DEFAULT_VIDEO_CODECS,
+    VIDEO_CODECS,
+    SegmentFormat,
+)
 from kube_transcode.ladder import (
     DEFAULT_X264_PRESET,
     NAMED_RUNGS,
     HlsOptions,
     Rung,
+    VideoOptions,
     X264Preset,
     rung_by_name,
 )
 from kube_transcode.names import MASTER_PLAYLIST_NAME
+from kube_transcode.thumbnails import (
+    DEFAULT_INTERVAL_SECONDS,
+    DEFAULT_POSTER_WIDTH,
+    DEFAULT_SHEET_COLUMNS,
+    DEFAULT_SHEET_ROWS,
+    DEFAULT_THUMBNAIL_WIDTH,
+    PosterOptions,
+    StoryboardOptions,
+    ThumbnailOptions,
+)
 from kube_transcode_worker.errors import JobCancelledError, PermanentJobError, TransientJobError
 from kube_transcode_worker.oneshot import BadRequestError, TranscodeRequest, transcode
 from kube_transcode_worker.terminal import ProgressReporter
@@ -65,15 +88,64 @@ def parse_rungs(text: str) -> list[Rung]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def parse_segment_seconds(text: str) -> HlsOptions:
+def parse_segment_seconds(text: str) -> int:
     """Checked by the same model a TranscodeJob's HLS options go through."""
     try:
-        return HlsOptions(segment_seconds=int(text))
+        return HlsOptions(segment_seconds=int(text)).segment_seconds
     except ValueError as error:
         why = error.errors()[0]["msg"] if isinstance(error, ValidationError) else "not a number"
         raise argparse.ArgumentTypeError(
             f"segment length must be whole seconds: {why}, got {text!r}"
         ) from None
+
+
+def parse_codecs(text: str) -> VideoOptions:
+    """'h264,av1' as a TranscodeJob's video options, checked by the same model."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("give at least one video codec, e.g. h264,av1")
+    try:
+        return VideoOptions.model_validate({"codecs": names})
+    except ValidationError as error:
+        first = error.errors(include_url=False)[0]
+        if first["type"] == "literal_error":
+            raise argparse.ArgumentTypeError(
+                f"unknown video codec {first['input']!r}; codecs are {', '.join(VIDEO_CODECS)}"
+            ) from None
+        why = str(first["ctx"]["error"]) if first["type"] == "value_error" else first["msg"]
+        raise argparse.ArgumentTypeError(why) from None
+
+
+def whole_number_of(model: type[BaseModel], field: str, what: str) -> Callable[[str], int]:
+    """An argparse type for one int field of a spec.thumbnails model, held to its bounds."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+            model.model_validate({field: value})
+        except ValidationError as error:
+            why = error.errors(include_url=False)[0]["msg"]
+            raise argparse.ArgumentTypeError(f"{what}: {why}, got {text!r}") from None
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{what} must be a whole number, got {text!r}"
+            ) from None
+        return value
+
+    return parse
+
+
+def parse_grid(text: str) -> tuple[int, int]:
+    """'5x5' as a storyboard sheet's columns and rows, held to spec.thumbnails' bounds."""
+    columns, separator, rows = text.lower().partition("x")
+    if not (separator and columns.isdigit() and rows.isdigit()):
+        raise argparse.ArgumentTypeError(f"storyboard grid is COLUMNSxROWS, e.g. 5x5, got {text!r}")
+    try:
+        grid = StoryboardOptions(columns=int(columns), rows=int(rows))
+    except ValidationError as error:
+        why = error.errors(include_url=False)[0]["msg"]
+        raise argparse.ArgumentTypeError(f"storyboard grid: {why}, got {text!r}") from None
+    return grid.columns, grid.rows
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,17 +185,33 @@ def add_transcode_parser(commands: argparse._SubParsersAction[Any]) -> argparse.
     )
     transcode.add_argument(
         "--segment-seconds",
-        dest="hls",
         type=parse_segment_seconds,
-        default=HlsOptions(),
+        default=HlsOptions().segment_seconds,
         metavar="SECONDS",
         help=f"HLS segment length (default {HlsOptions().segment_seconds})",
     )
     transcode.add_argument(
+        "--segment-format",
+        choices=get_args(SegmentFormat),
+        default=DEFAULT_SEGMENT_FORMAT,
+        help=f"MPEG-TS or fragmented MP4 (CMAF) segments (default {DEFAULT_SEGMENT_FORMAT})",
+    )
+    transcode.add_argument(
+        "--codecs",
+        dest="video",
+        type=parse_codecs,
+        default=VideoOptions(),
+        metavar="CODECS",
+        help=f"comma-separated video codecs from {','.join(VIDEO_CODECS)}, each rung encoded "
+        f"once in each (default {','.join(DEFAULT_VIDEO_CODECS)}; hevc and av1 need "
+        "--segment-format fmp4)",
+    )
+    add_thumbnail_arguments(transcode)
+    transcode.add_argument(
         "--preset",
         choices=get_args(X264Preset),
         default=DEFAULT_X264_PRESET,
-        help=f"x264 preset (default {DEFAULT_X264_PRESET})",
+        help=f"x264 preset; x265 takes the same, SVT-AV1 its match (default {DEFAULT_X264_PRESET})",
     )
     transcode.add_argument(
         "--overwrite", action="store_true", help="replace a ladder already at DEST"
@@ -134,12 +222,65 @@ def add_transcode_parser(commands: argparse._SubParsersAction[Any]) -> argparse.
     return transcode
 
 
+def add_thumbnail_arguments(transcode: argparse.ArgumentParser) -> None:
+    """spec.thumbnails of a TranscodeJob as options: the same fields, bounds and defaults."""
+    thumbnails = transcode.add_argument_group(
+        "poster and storyboard", "made in the ladder's FFmpeg run, as a worker makes them"
+    )
+    thumbnails.add_argument(
+        "--no-poster", action="store_true", help="no poster.jpg beside the master playlist"
+    )
+    thumbnails.add_argument(
+        "--poster-width",
+        type=whole_number_of(PosterOptions, "width", "poster width"),
+        default=DEFAULT_POSTER_WIDTH,
+        metavar="PIXELS",
+        help=f"poster width, at most the source's (default {DEFAULT_POSTER_WIDTH})",
+    )
+    thumbnails.add_argument(
+        "--no-storyboard", action="store_true", help="no storyboard/ (sprite sheets and VTT)"
+    )
+    thumbnails.add_argument(
+        "--storyboard-interval",
+        type=whole_number_of(StoryboardOptions, "interval_seconds", "storyboard interval"),
+        default=DEFAULT_INTERVAL_SECONDS,
+        metavar="SECONDS",
+        help=f"one storyboard thumbnail every SECONDS (default {DEFAULT_INTERVAL_SECONDS})",
+    )
+    thumbnails.add_argument(
+        "--thumbnail-width",
+        type=whole_number_of(StoryboardOptions, "width", "thumbnail width"),
+        default=DEFAULT_THUMBNAIL_WIDTH,
+        metavar="PIXELS",
+        help=f"storyboard thumbnail width (default {DEFAULT_THUMBNAIL_WIDTH})",
+    )
+    thumbnails.add_argument(
+        "--storyboard-grid",
+        type=parse_grid,
+        default=(DEFAULT_SHEET_COLUMNS, DEFAULT_SHEET_ROWS),
+        metavar="COLUMNSxROWS",
+        help="thumbnails per sprite sheet, tiled row by row "
+        f"(default {DEFAULT_SHEET_COLUMNS}x{DEFAULT_SHEET_ROWS})",
+    )
+
+
 def request_from_args(args: argparse.Namespace) -> TranscodeRequest:
     return TranscodeRequest(
         source=args.source,
         dest=args.dest,
         rungs=args.rungs,
-        hls=args.hls,
+        hls=HlsOptions(segment_seconds=args.segment_seconds, segment_format=args.segment_format),
+        video=args.video,
+        thumbnails=ThumbnailOptions(
+            poster=PosterOptions(enabled=not args.no_poster, width=args.poster_width),
+            storyboard=StoryboardOptions(
+                enabled=not args.no_storyboard,
+                interval_seconds=args.storyboard_interval,
+                width=args.thumbnail_width,
+                columns=args.storyboard_grid[0],
+                rows=args.storyboard_grid[1],
+            ),
+        ),
         preset=args.preset,
         overwrite=args.overwrite,
     )

@@ -2,7 +2,8 @@
 
 The ladder is made the way a worker makes it (probe, plan, one FFmpeg run, master playlist
 last; the worker's own fetcher and store for remote ends, built by `wiring`), so what a user
-tries here is what the cluster produces. `BadRequestError` is input refused before any work.
+tries here is what the cluster produces: the same video codecs and segment formats, the same
+poster and storyboard. `BadRequestError` is input refused before any work.
 """
 
 from __future__ import annotations
@@ -18,8 +19,25 @@ from urllib.parse import urlsplit
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
-from kube_transcode.ladder import DEFAULT_X264_PRESET, HlsOptions, LadderPlan, Rung, X264Preset
+from kube_transcode.codecs import check_codecs_fit
+from kube_transcode.ladder import (
+    DEFAULT_X264_PRESET,
+    HlsOptions,
+    LadderPlan,
+    Rung,
+    VideoOptions,
+    X264Preset,
+)
 from kube_transcode.messages import OutputLocation
+from kube_transcode.thumbnails import (
+    POSTER_NAME,
+    STORYBOARD_DIR,
+    STORYBOARD_VTT_NAME,
+    ThumbnailOptions,
+    scaled_size,
+    sheet_count,
+    thumbnail_count,
+)
 from kube_transcode_worker.errors import JobError, TransientJobError
 from kube_transcode_worker.settings import PipelineSettings, SettingsError, load_settings
 from kube_transcode_worker.terminal import ProgressReporter
@@ -43,6 +61,9 @@ class TranscodeRequest:
     dest: str
     rungs: list[Rung] | None = None
     hls: HlsOptions = field(default_factory=HlsOptions)
+    video: VideoOptions = field(default_factory=VideoOptions)
+    # Poster and storyboard on, as in a TranscodeJob that says nothing about them.
+    thumbnails: ThumbnailOptions = field(default_factory=ThumbnailOptions)
     preset: X264Preset = DEFAULT_X264_PRESET
     overwrite: bool = False
 
@@ -55,19 +76,41 @@ def is_remote(location: str) -> bool:
 class Outcome:
     master: str
     plan: LadderPlan
+    thumbnails: ThumbnailOptions
     encoded_seconds: float
     elapsed_seconds: float
 
     def summary_lines(self) -> list[str]:
+        plan = self.plan
         lines = [
-            f"{len(self.plan.renditions)} renditions"
-            + (" + audio" if self.plan.audio else "")
+            f"{len(plan.renditions)} renditions"
+            + (" + audio" if plan.audio else "")
+            + (", fMP4 segments" if plan.fmp4 else ", MPEG-TS segments")
             + f", {self.encoded_seconds:.1f} s of video in {self.elapsed_seconds:.1f} s:"
         ]
-        for rendition in self.plan.renditions:
+        name_width = max(6, *(len(rendition.name) for rendition in plan.renditions))
+        for rendition in plan.renditions:
             lines.append(
-                f"  {rendition.name:<6} {rendition.width}x{rendition.height} "
-                f"{rendition.video_kbps} kbps {rendition.profile}@{rendition.level}"
+                f"  {rendition.name:<{name_width}} {rendition.width}x{rendition.height} "
+                f"{rendition.video_kbps} kbps {rendition.codec} "
+                f"{rendition.profile}@{rendition.level}"
+            )
+        return lines + self._thumbnail_lines()
+
+    def _thumbnail_lines(self) -> list[str]:
+        source, poster, board = self.plan.source, self.thumbnails.poster, self.thumbnails.storyboard
+        lines = []
+        if poster.enabled:
+            size = scaled_size(poster.width, source.width, source.height)
+            lines.append(f"  {POSTER_NAME} {size.width}x{size.height}")
+        if board.enabled:
+            count = thumbnail_count(source.duration_seconds, board.interval_seconds)
+            size = scaled_size(board.width, source.width, source.height)
+            sheets = sheet_count(count, board)
+            lines.append(
+                f"  {STORYBOARD_DIR}/{STORYBOARD_VTT_NAME} {count} thumbnails "
+                f"{size.width}x{size.height}, one every {board.interval_seconds} s, "
+                f"in {sheets} sheet{'s' if sheets > 1 else ''}"
             )
         return lines
 
@@ -91,6 +134,10 @@ def output_location(dest: str) -> OutputLocation:
 
 def check_request(request: TranscodeRequest) -> None:
     """Refuse what would fail anyway, or do harm, before fetching or encoding anything."""
+    try:
+        check_codecs_fit(request.video.codecs, request.hls.segment_format)
+    except ValueError as error:
+        raise BadRequestError(f"{error} (here: --segment-format fmp4)") from None
     if not is_remote(request.source) and not Path(request.source).is_file():
         raise BadRequestError(f"SOURCE {request.source} is not a file")
     if is_remote(request.dest):
@@ -129,6 +176,7 @@ def transcode(
     return Outcome(
         master=master,
         plan=result.plan,
+        thumbnails=request.thumbnails,
         encoded_seconds=result.encoded_seconds,
         elapsed_seconds=time.monotonic() - started,
     )
@@ -164,6 +212,8 @@ def _transcode_in(
         ladder_dir,
         request.rungs,
         request.hls,
+        video=request.video,
+        thumbnails=request.thumbnails,
         preset=request.preset,
         on_progress=lambda percent: progress.update("encoding", percent),
         cancel=cancel,

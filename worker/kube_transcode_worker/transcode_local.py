@@ -1,7 +1,9 @@
 """A local file in, an HLS ladder in a local folder out: probe, plan, encode, master last.
 
 The ladder is built in a hidden sibling folder and renamed into place, so the destination
-never holds a half-written ladder, and the partial folder is removed whatever happens.
+never holds a half-written ladder, and the partial folder is removed whatever happens. With
+thumbnail options the poster and storyboard are made as a worker's whole run makes them
+(branches of the one FFmpeg run, then the sheets and VTT) and land beside the master playlist.
 """
 
 from __future__ import annotations
@@ -20,13 +22,17 @@ from kube_transcode.ladder import (
     HlsOptions,
     LadderPlan,
     Rung,
+    VideoOptions,
     X264Preset,
     plan_ladder,
 )
+from kube_transcode.thumbnails import ThumbnailOptions
 from kube_transcode_worker.encode import run_encode
 from kube_transcode_worker.ffmpeg_build import default_ffmpeg
 from kube_transcode_worker.hls import write_master_playlist
 from kube_transcode_worker.probe import ProbeLimits, probe_source
+from kube_transcode_worker.thumbnails import finish as finish_thumbnails
+from kube_transcode_worker.thumbnails import plan_thumbnails
 
 
 class TranscodeResult(BaseModel):
@@ -46,6 +52,8 @@ def transcode_file(
     hls: HlsOptions | None = None,
     *,
     audio: AudioOptions | None = None,
+    video: VideoOptions | None = None,
+    thumbnails: ThumbnailOptions | None = None,
     preset: X264Preset = DEFAULT_X264_PRESET,
     on_progress: Callable[[float], None] | None = None,
     cancel: threading.Event | None = None,
@@ -53,7 +61,8 @@ def transcode_file(
     overwrite: bool = False,
     ffmpeg: str | None = None,
 ) -> TranscodeResult:
-    """Transcode source_path into an HLS ladder at dest_dir (master.m3u8 at its top).
+    """Transcode source_path into an HLS ladder at dest_dir (master.m3u8 at its top), with
+    poster.jpg and storyboard/ beside it as `thumbnails` asks (None: neither).
 
     Raises FileExistsError when dest_dir holds files and overwrite is False, and the
     PermanentJobError / TransientJobError of probe and encode.
@@ -62,7 +71,8 @@ def transcode_file(
     if not overwrite and dest_dir.exists() and any(dest_dir.iterdir()):
         raise FileExistsError(f"{dest_dir} is not empty (pass overwrite=True to replace it)")
     source = probe_source(source_path, limits)
-    plan = plan_ladder(source, requested_rungs, hls=hls, audio=audio)
+    plan = plan_ladder(source, requested_rungs, hls=hls, audio=audio, video=video)
+    ffmpeg = ffmpeg or default_ffmpeg()
     dest_dir.parent.mkdir(parents=True, exist_ok=True)
     # A sibling of the destination: the final rename stays on one filesystem.
     partial = Path(
@@ -70,16 +80,24 @@ def transcode_file(
     )
     partial.chmod(0o755)  # mkdtemp makes it private; the ladder is meant to be published
     try:
-        encoded = run_encode(
-            plan,
-            source_path,
-            partial,
-            on_progress or _ignore_progress,
-            cancel or threading.Event(),
-            preset=preset,
-            ffmpeg=ffmpeg or default_ffmpeg(),
-            allowed_demuxers=(limits or ProbeLimits()).allowed_demuxers,
-        )
+        # The run's JPEGs stay outside the ladder: only the poster and the sheets are published.
+        with tempfile.TemporaryDirectory(
+            prefix=f".{dest_dir.name}.", suffix=".thumbs", dir=dest_dir.parent
+        ) as thumbs:
+            encoded = run_encode(
+                plan,
+                source_path,
+                partial,
+                on_progress or _ignore_progress,
+                cancel or threading.Event(),
+                preset=preset,
+                ffmpeg=ffmpeg,
+                allowed_demuxers=(limits or ProbeLimits()).allowed_demuxers,
+                thumbnails=None if thumbnails is None else plan_thumbnails(thumbnails, source),
+                thumbs_dir=None if thumbnails is None else Path(thumbs),
+            )
+            if thumbnails is not None:
+                finish_thumbnails(thumbnails, source, Path(thumbs), partial, ffmpeg)
         master = write_master_playlist(partial, plan)
         _replace_dir(partial, dest_dir)
     finally:
