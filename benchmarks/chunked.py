@@ -78,7 +78,8 @@ from kube_transcode_devstack.layout import tools_bin
 from kube_transcode_devstack.services import MinIO, RabbitMQ
 from kube_transcode_devstack.stack import Stack
 from kube_transcode_devstack.waiting import wait_until
-from kube_transcode_worker.hls import MASTER_PLAYLIST_NAME, parse_master_playlist
+from kube_transcode_worker.hls import MASTER_PLAYLIST_NAME
+from kube_transcode_worker.playlists import parse_master_playlist
 
 QUEUE = "transcode.bench"
 TARGET_SPEEDUP = 1.6  # 0.8 N for N = 2

@@ -44,7 +44,8 @@ from kube_transcode.ladder import (
     plan_ladder,
 )
 from kube_transcode_worker.encode import ffmpeg_command
-from kube_transcode_worker.hls import MEDIA_PLAYLIST_NAME, parse_media_playlist
+from kube_transcode_worker.hls import MEDIA_PLAYLIST_NAME
+from kube_transcode_worker.playlists import parse_media_playlist
 from kube_transcode_worker.probe import probe_source
 
 DEBIAN_FFMPEG = "/usr/bin/ffmpeg"

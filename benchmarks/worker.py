@@ -36,11 +36,8 @@ from kube_transcode_devstack.layout import tools_bin
 from kube_transcode_devstack.services import MinIO
 from kube_transcode_devstack.stack import Stack
 from kube_transcode_worker.encode import ffmpeg_command
-from kube_transcode_worker.hls import (
-    MASTER_PLAYLIST_NAME,
-    MEDIA_PLAYLIST_NAME,
-    parse_master_playlist,
-)
+from kube_transcode_worker.hls import MASTER_PLAYLIST_NAME, MEDIA_PLAYLIST_NAME
+from kube_transcode_worker.playlists import parse_master_playlist, parse_media_playlist
 from kube_transcode_worker.probe import probe_source
 
 RUNGS = ("240p", "360p", "480p", "720p", "1080p")
@@ -250,6 +247,6 @@ def fresh(folder: Path) -> None:
 
 def check_renditions(plan: LadderPlan, out: Path) -> None:
     for rendition in plan.renditions:
-        playlist = (out / rendition.name / MEDIA_PLAYLIST_NAME).read_text()
-        if "#EXT-X-ENDLIST" not in playlist:
+        playlist = parse_media_playlist((out / rendition.name / MEDIA_PLAYLIST_NAME).read_text())
+        if not playlist.ended:
             raise RuntimeError(f"{rendition.name}: unfinished playlist in {out}")

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from kube_transcode_devstack import release as chart
-from kube_transcode_worker.hls import MASTER_PLAYLIST_NAME, parse_master_playlist
+from kube_transcode_worker.hls import MASTER_PLAYLIST_NAME
+from kube_transcode_worker.playlists import parse_master_playlist
 from tests.e2e.helpers import API_VERSION, Jobs, Sources
 from tests.harness.media import check_media_playlist
 from tests.harness.storage import download_folder

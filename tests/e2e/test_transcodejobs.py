@@ -23,7 +23,8 @@ from kube_transcode.ladder import NAMED_RUNGS, HlsOptions, plan_ladder
 from kube_transcode_devstack import release as chart
 from kube_transcode_devstack.stack import Stack
 from kube_transcode_devstack.waiting import wait_until
-from kube_transcode_worker.hls import MASTER_PLAYLIST_NAME, parse_master_playlist
+from kube_transcode_worker.hls import MASTER_PLAYLIST_NAME
+from kube_transcode_worker.playlists import parse_master_playlist
 from kube_transcode_worker.probe import probe_source
 from tests.e2e.helpers import (
     OPERATOR_PODS,
@@ -210,6 +211,27 @@ INVALID_SPECS = [
         "spec.retry.attempts in body should be greater than or equal to 1",
         id="zero-attempts",
     ),
+    pytest.param(
+        {**SOURCE, "video": {"codecs": ["hevc"]}},
+        "spec.video.codecs: Invalid value: video.codecs hevc and av1 need hls.segmentFormat: "
+        "fmp4 (the default is ts; HLS carries them in fragmented MP4 only)",
+        id="hevc-without-fmp4",
+    ),
+    pytest.param(
+        {**SOURCE, "video": {"codecs": ["vp9"]}},
+        'spec.video.codecs[0]: Unsupported value: "vp9": supported values: "h264", "hevc", "av1"',
+        id="unknown-codec",
+    ),
+    pytest.param(
+        {**SOURCE, "video": {"codecs": ["h264", "h264"]}},
+        'spec.video.codecs[1]: Duplicate value: "h264"',
+        id="duplicate-codecs",
+    ),
+    pytest.param(
+        {**SOURCE, "thumbnails": {"storyboard": {"intervalSeconds": 0}}},
+        "spec.thumbnails.storyboard.intervalSeconds in body should be greater than or equal to 1",
+        id="storyboard-interval-zero",
+    ),
 ]
 
 
@@ -223,6 +245,17 @@ def test_the_api_server_refuses_an_invalid_spec_with_a_readable_message(
     assert 'The TranscodeJob "bad" is invalid' in proc.stderr
     assert message in proc.stderr, proc.stderr
     assert jobs.get("bad") is None
+
+
+def test_the_api_server_accepts_every_codec_in_fmp4(jobs: Jobs) -> None:
+    manifest = transcode_job("every-codec", "s3://unused/x.mp4")
+    manifest["spec"] |= {
+        "video": {"codecs": ["h264", "hevc", "av1"]},
+        "hls": {"segmentFormat": "fmp4"},
+    }
+    proc = jobs.k.run("apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump(manifest))
+    assert proc.returncode == 0, proc.stderr
+    assert "transcodejob.kubetranscode.io/every-codec created (server dry run)" in proc.stdout
 
 
 def test_the_operator_refuses_output_outside_the_namespace_at_once(

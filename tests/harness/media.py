@@ -15,8 +15,8 @@ from typing import Any
 
 from kube_transcode.ladder import LadderPlan
 from kube_transcode_worker.authoring import Violation, check_folder
-from kube_transcode_worker.hls import (
-    MASTER_PLAYLIST_NAME,
+from kube_transcode_worker.hls import MASTER_PLAYLIST_NAME
+from kube_transcode_worker.playlists import (
     MasterPlaylist,
     MediaPlaylist,
     parse_master_playlist,
@@ -97,6 +97,24 @@ def avc1_from_probe(stream: dict[str, Any]) -> tuple[int, int]:
     return _PROFILE_IDC[stream["profile"]], int(stream["level"])
 
 
+def check_video_codecs(declared: str, stream: dict[str, Any], codec: str) -> None:
+    """The master's CODECS for a rendition against what ffprobe reads from its bitstream."""
+    assert stream["codec_name"] == codec, (declared, stream["codec_name"])
+    if codec == "h264":
+        profile_idc, level_idc = avc1_from_probe(stream)
+        assert declared.startswith(f"avc1.{profile_idc:02x}"), declared
+        assert declared.endswith(f"{level_idc:02x}"), declared
+    elif codec == "hevc":
+        # hvc1 (parameter sets in the init segment, as Apple requires), Main profile (1),
+        # Main tier, general_level_idc as ffprobe reports it.
+        assert stream["codec_tag_string"] == "hvc1" and stream["profile"] == "Main", stream
+        assert declared.startswith("hvc1.1.") and f".L{stream['level']}." in declared, declared
+    else:
+        # av01.<profile>.<seq_level_idx><tier>.<bit depth>: Main profile, 8-bit 4:2:0.
+        assert stream["profile"] == "Main", stream
+        assert declared == f"av01.0.{int(stream['level']):02d}M.08", declared
+
+
 def keyframe_times(playlist: Path) -> list[float]:
     """Keyframe times of a rendition, counted from its first frame."""
     report = ffprobe_json(
@@ -161,13 +179,13 @@ def check_ladder(dest: Path, plan: LadderPlan) -> MasterPlaylist:
 
         video = ffprobe_json(dest / variant.uri, "-show_streams", "-select_streams", "v")
         (stream,) = video["streams"]
-        assert stream["codec_name"] == "h264"
         assert (stream["width"], stream["height"]) == (rendition.width, rendition.height)
         assert stream["pix_fmt"] == "yuv420p"
-        profile_idc, level_idc = avc1_from_probe(stream)
         codecs = attributes["CODECS"].split(",")
-        assert codecs[0].startswith(f"avc1.{profile_idc:02x}"), codecs
-        assert codecs[0].endswith(f"{level_idc:02x}"), codecs
+        check_video_codecs(codecs[0], stream, rendition.codec)
+        if plan.fmp4:
+            init = parse_media_playlist((dest / variant.uri).read_text()).init_uri
+            assert init is not None and (dest / variant.uri).with_name(init).is_file()
 
         # Every segment must start on a keyframe, or switching renditions shows garbage.
         starts = [sum(boundaries[rendition.name][:i]) for i in range(len(playlist.segments))]

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from kube_transcode_worker.authoring import check_ladder
-from kube_transcode_worker.hls import parse_master_playlist, parse_media_playlist
+from kube_transcode_worker.playlists import parse_master_playlist, parse_media_playlist
 from tests.harness.media import assert_authoring_rules
 
 
@@ -71,10 +71,17 @@ def check_stored_ladder(s3: Any, bucket: str, prefix: str) -> list[str]:
         playlist = parse_media_playlist(text(f"{prefix}/{uri}"))
         assert playlist.ended and playlist.segments
         folder = uri.rsplit("/", 1)[0]
+        if playlist.init_uri is not None:
+            init = f"{prefix}/{folder}/{playlist.init_uri}"
+            head = s3.head_object(Bucket=bucket, Key=init)
+            assert head["ContentType"] == "video/mp4" and head["ContentLength"] > 0, init
+            referenced.add(init)
         for segment in playlist.segments:
             key = f"{prefix}/{folder}/{segment.uri}"
             head = s3.head_object(Bucket=bucket, Key=key)
-            assert head["ContentType"] == "video/mp2t" and head["ContentLength"] > 0
+            # MPEG-TS, or an fMP4 media segment (RFC 8216's and CMAF's media type).
+            expected = "video/iso.segment" if key.endswith(".m4s") else "video/mp2t"
+            assert head["ContentType"] == expected and head["ContentLength"] > 0, key
             referenced.add(key)
     referenced |= thumbnail_keys(s3, bucket, prefix, keys)
     assert set(keys) == referenced, "objects the ladder does not name, or names and lacks"

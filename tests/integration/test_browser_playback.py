@@ -24,7 +24,7 @@ import pytest
 
 from kube_transcode_devstack.release import playback_policy
 from kube_transcode_devstack.services import MinIO
-from kube_transcode_worker.hls import parse_master_playlist, parse_media_playlist
+from kube_transcode_worker.playlists import parse_master_playlist, parse_media_playlist
 from tests.harness.media import FFPROBE, check_video_codecs, make_source
 from tests.harness.player import PlaybackReport, Rendition, codec_support, play_ladder
 from tests.harness.storage import check_stored_authoring, download_folder

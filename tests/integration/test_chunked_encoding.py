@@ -22,7 +22,7 @@ from kube_transcode.ladder import HlsOptions, plan_ladder
 from kube_transcode.messages import JobEvent, JobMessage, Phase, dead_letter_name, work_area_prefix
 from kube_transcode_devstack.release import playback_policy
 from kube_transcode_devstack.waiting import wait_until
-from kube_transcode_worker.hls import parse_master_playlist, parse_media_playlist
+from kube_transcode_worker.playlists import parse_master_playlist, parse_media_playlist
 from kube_transcode_worker.probe import ProbeLimits, probe_source
 from tests.harness.broker import QUEUE, Broker
 from tests.harness.media import check_ladder, ffprobe_json, make_source

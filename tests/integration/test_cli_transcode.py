@@ -14,7 +14,8 @@ import pytest
 from kube_transcode.codecs import SegmentFormat, check_codecs_fit
 from kube_transcode.ladder import NAMED_RUNGS, HlsOptions, LadderPlan, VideoOptions, plan_ladder
 from kube_transcode_devstack.services import MinIO
-from kube_transcode_worker.hls import MASTER_PLAYLIST_NAME, parse_media_playlist
+from kube_transcode_worker.hls import MASTER_PLAYLIST_NAME
+from kube_transcode_worker.playlists import parse_media_playlist
 from kube_transcode_worker.probe import probe_source
 from tests.harness.media import check_ladder, make_source
 from tests.harness.thumbnails import check_poster, check_storyboard, jpeg_size, parse_cues

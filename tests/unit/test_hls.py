@@ -15,12 +15,11 @@ from kube_transcode_worker.hls import (
     h264_codecs_from_ts,
     master_playlist,
     measure_rendition,
-    parse_master_playlist,
-    parse_media_playlist,
     peak_segment_bitrate,
     planned_codecs,
     write_master_playlist,
 )
+from kube_transcode_worker.playlists import parse_master_playlist, parse_media_playlist
 
 pytestmark = pytest.mark.unit
 

@@ -31,6 +31,7 @@ from kube_transcode_worker.hls import (
     read_rendition,
     rendition_stats,
 )
+from kube_transcode_worker.playlists import Segment, write_media_playlist
 
 # FFmpeg writes version 6 media playlists for what an MPEG-TS ladder uses; ours say the same.
 MEDIA_PLAYLIST_VERSION = 6
@@ -76,21 +77,12 @@ def media_playlist(parts: Sequence[RenditionPart]) -> str:
     segments = [segment for part in parts for segment in part.segments]
     target = max(part.target_duration for part in parts)
     init = parts[0].init
-    version = MEDIA_PLAYLIST_VERSION if init is None else FMP4_PLAYLIST_VERSION
-    lines = [
-        "#EXTM3U",
-        f"#EXT-X-VERSION:{version}",
-        f"#EXT-X-TARGETDURATION:{target}",
-        "#EXT-X-MEDIA-SEQUENCE:0",
-        "#EXT-X-PLAYLIST-TYPE:VOD",
-        "#EXT-X-INDEPENDENT-SEGMENTS",
-    ]
-    if init is not None:
-        lines.append(f'#EXT-X-MAP:URI="{init.uri}"')
-    for segment in segments:
-        lines += [f"#EXTINF:{segment.duration:.6f},", segment.uri]
-    lines.append("#EXT-X-ENDLIST")
-    return "\n".join(lines) + "\n"
+    return write_media_playlist(
+        [Segment(s.uri, s.duration) for s in segments],
+        target_duration=target,
+        version=MEDIA_PLAYLIST_VERSION if init is None else FMP4_PLAYLIST_VERSION,
+        init_uri=None if init is None else init.uri,
+    )
 
 
 def assemble(

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,15 @@ from kube_transcode.codecs import SegmentFormat
 from kube_transcode.codecs import planned_codecs as codec_string
 from kube_transcode.ladder import AUDIO_RENDITION_NAME, LadderPlan, VideoRendition
 from kube_transcode_worker import mp4
+from kube_transcode_worker.playlists import (
+    AudioGroup,
+    IFrameEntry,
+    Segment,
+    VariantEntry,
+    parse_media_playlist,
+    write_media_playlist,
+)
+from kube_transcode_worker.playlists import write_master_playlist as write_master_playlist_text
 
 MASTER_PLAYLIST_NAME = "master.m3u8"
 MEDIA_PLAYLIST_NAME = "index.m3u8"
@@ -48,43 +56,6 @@ def segment_pattern(segment_format: SegmentFormat) -> str:
 _TS_PACKET_SIZE = 188
 _TS_SYNC_BYTE = 0x47
 _SPS_SEARCH_BYTES = 256 * 1024
-_ATTRIBUTE = re.compile(r'([A-Z0-9-]+)=("[^"]*"|[^",]*)')
-
-
-@dataclass(frozen=True)
-class Segment:
-    uri: str
-    duration: float
-
-
-@dataclass(frozen=True)
-class MediaPlaylist:
-    target_duration: int
-    segments: tuple[Segment, ...]
-    playlist_type: str | None
-    ended: bool
-    independent_segments: bool
-    # EXT-X-MAP's URI: the init segment of an fMP4 rendition.
-    init_uri: str | None = None
-
-    @property
-    def duration(self) -> float:
-        return sum(segment.duration for segment in self.segments)
-
-
-@dataclass(frozen=True)
-class Variant:
-    uri: str
-    attributes: dict[str, str]
-
-
-@dataclass(frozen=True)
-class MasterPlaylist:
-    variants: tuple[Variant, ...]
-    media: tuple[dict[str, str], ...]
-    independent_segments: bool
-    # EXT-X-I-FRAME-STREAM-INF attributes (URI among them), one per I-frame playlist.
-    iframe_streams: tuple[dict[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -97,79 +68,6 @@ class RenditionStats:
     # Of the I-frame playlist, when every segment's keyframe was found.
     iframe_peak_bps: int | None = field(default=None)
     iframe_average_bps: int | None = field(default=None)
-
-
-def _lines(text: str) -> list[str]:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if not lines or lines[0] != "#EXTM3U":
-        raise ValueError("not an HLS playlist: the first line must be #EXTM3U")
-    return lines
-
-
-def parse_attributes(text: str) -> dict[str, str]:
-    """An attribute list (NAME=value,NAME="quoted, value") as a dict without the quotes."""
-    return {name: value.strip('"') for name, value in _ATTRIBUTE.findall(text)}
-
-
-def parse_media_playlist(text: str) -> MediaPlaylist:
-    lines = _lines(text)
-    target_duration: int | None = None
-    playlist_type: str | None = None
-    segments: list[Segment] = []
-    pending_duration: float | None = None
-    init_uri: str | None = None
-    for line in lines[1:]:
-        tag, _, value = line.partition(":")
-        if tag == "#EXT-X-MAP":
-            init_uri = parse_attributes(value).get("URI")
-        elif tag == "#EXT-X-TARGETDURATION":
-            target_duration = int(value)
-        elif tag == "#EXT-X-PLAYLIST-TYPE":
-            playlist_type = value
-        elif tag == "#EXTINF":
-            pending_duration = float(value.split(",", 1)[0])
-        elif not line.startswith("#"):
-            if pending_duration is None:
-                raise ValueError(f"segment {line!r} has no #EXTINF before it")
-            segments.append(Segment(uri=line, duration=pending_duration))
-            pending_duration = None
-    if target_duration is None:
-        raise ValueError("media playlist has no #EXT-X-TARGETDURATION")
-    return MediaPlaylist(
-        target_duration=target_duration,
-        segments=tuple(segments),
-        playlist_type=playlist_type,
-        ended="#EXT-X-ENDLIST" in lines,
-        independent_segments="#EXT-X-INDEPENDENT-SEGMENTS" in lines,
-        init_uri=init_uri,
-    )
-
-
-def parse_master_playlist(text: str) -> MasterPlaylist:
-    lines = _lines(text)
-    variants: list[Variant] = []
-    media: list[dict[str, str]] = []
-    iframe_streams: list[dict[str, str]] = []
-    pending: dict[str, str] | None = None
-    for line in lines[1:]:
-        tag, _, value = line.partition(":")
-        if tag == "#EXT-X-STREAM-INF":
-            pending = parse_attributes(value)
-        elif tag == "#EXT-X-MEDIA":
-            media.append(parse_attributes(value))
-        elif tag == "#EXT-X-I-FRAME-STREAM-INF":
-            iframe_streams.append(parse_attributes(value))
-        elif not line.startswith("#"):
-            if pending is None:
-                raise ValueError(f"variant {line!r} has no #EXT-X-STREAM-INF before it")
-            variants.append(Variant(uri=line, attributes=pending))
-            pending = None
-    return MasterPlaylist(
-        variants=tuple(variants),
-        media=tuple(media),
-        independent_segments="#EXT-X-INDEPENDENT-SEGMENTS" in lines,
-        iframe_streams=tuple(iframe_streams),
-    )
 
 
 def peak_segment_bitrate(segments: Sequence[tuple[int, float]], target_duration: float) -> int:
@@ -359,29 +257,17 @@ def iframe_playlist(parts: Sequence[RenditionPart]) -> str | None:
     segment's: each I-frame lasts its segment. None when a keyframe's extent is unknown.
     """
     segments = [s for part in parts for s in part.segments]
-    if not segments or any(s.keyframe_bytes is None for s in segments):
+    ranges = [(s.uri, s.duration, s.keyframe_bytes) for s in segments]
+    if not ranges or any(length is None for _, _, length in ranges):
         return None
     init = parts[0].init
-    version = TS_IFRAME_PLAYLIST_VERSION if init is None else FMP4_IFRAME_PLAYLIST_VERSION
-    lines = [
-        "#EXTM3U",
-        f"#EXT-X-VERSION:{version}",
-        f"#EXT-X-TARGETDURATION:{max(part.target_duration for part in parts)}",
-        "#EXT-X-MEDIA-SEQUENCE:0",
-        "#EXT-X-PLAYLIST-TYPE:VOD",
-        "#EXT-X-INDEPENDENT-SEGMENTS",
-        "#EXT-X-I-FRAMES-ONLY",
-    ]
-    if init is not None:
-        lines.append(f'#EXT-X-MAP:URI="{init.uri}"')
-    for segment in segments:
-        lines += [
-            f"#EXTINF:{segment.duration:.6f},",
-            f"#EXT-X-BYTERANGE:{segment.keyframe_bytes}@0",
-            segment.uri,
-        ]
-    lines.append("#EXT-X-ENDLIST")
-    return "\n".join(lines) + "\n"
+    return write_media_playlist(
+        [Segment(uri, duration, byterange=(length or 0, 0)) for uri, duration, length in ranges],
+        target_duration=max(part.target_duration for part in parts),
+        version=TS_IFRAME_PLAYLIST_VERSION if init is None else FMP4_IFRAME_PLAYLIST_VERSION,
+        init_uri=None if init is None else init.uri,
+        iframes_only=True,
+    )
 
 
 def measure_rendition(rendition_dir: Path, *, video: bool) -> RenditionStats:
@@ -392,16 +278,15 @@ def measure_rendition(rendition_dir: Path, *, video: bool) -> RenditionStats:
 def master_playlist(plan: LadderPlan, stats: Mapping[str, RenditionStats]) -> str:
     """Pure: the master playlist text, variants listed from the lowest bandwidth up."""
     audio = stats[AUDIO_RENDITION_NAME] if plan.audio else None
-    # The media playlists' version: FFmpeg's 7 for fMP4, 3 for MPEG-TS.
-    version = FMP4_PLAYLIST_VERSION if plan.fmp4 else 3
-    lines = ["#EXTM3U", f"#EXT-X-VERSION:{version}", "#EXT-X-INDEPENDENT-SEGMENTS"]
+    group = None
     if plan.audio:
-        lines.append(
-            f'#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="{AUDIO_GROUP_ID}",NAME="Audio",DEFAULT=YES,'
-            f'AUTOSELECT=YES,CHANNELS="{plan.audio.channels}",'
-            f'URI="{AUDIO_RENDITION_NAME}/{MEDIA_PLAYLIST_NAME}"'
+        group = AudioGroup(
+            group_id=AUDIO_GROUP_ID,
+            name="Audio",
+            channels=plan.audio.channels,
+            uri=f"{AUDIO_RENDITION_NAME}/{MEDIA_PLAYLIST_NAME}",
         )
-    variants: list[tuple[int, str, str]] = []
+    variants: list[VariantEntry] = []
     for rendition in plan.renditions:
         video = stats[rendition.name]
         codecs = [video.codecs or planned_codecs(rendition)]
@@ -410,31 +295,37 @@ def master_playlist(plan: LadderPlan, stats: Mapping[str, RenditionStats]) -> st
         if audio:
             codecs.append(audio.codecs or AAC_LC_CODECS)
             peak, average = peak + audio.peak_bps, average + audio.average_bps
-        attributes = (
-            f"BANDWIDTH={peak},AVERAGE-BANDWIDTH={average},"
-            f"RESOLUTION={rendition.width}x{rendition.height},"
-            f"FRAME-RATE={float(rendition.fps):.3f},"
-            f'CODECS="{",".join(codecs)}"'
+        variants.append(
+            VariantEntry(
+                uri=f"{rendition.name}/{MEDIA_PLAYLIST_NAME}",
+                bandwidth=peak,
+                average_bandwidth=average,
+                width=rendition.width,
+                height=rendition.height,
+                frame_rate=round(float(rendition.fps), 3),
+                codecs=tuple(codecs),
+                audio=AUDIO_GROUP_ID if audio else None,
+            )
         )
-        if audio:
-            attributes += f',AUDIO="{AUDIO_GROUP_ID}"'
-        variants.append((peak, attributes, f"{rendition.name}/{MEDIA_PLAYLIST_NAME}"))
-    for _, attributes, uri in sorted(variants, key=lambda variant: variant[0]):
-        lines += [f"#EXT-X-STREAM-INF:{attributes}", uri]
     iframes = [
-        (stats[r.name].iframe_peak_bps or 0, r)
-        for r in plan.renditions
-        if stats[r.name].iframe_peak_bps is not None
-    ]
-    for peak, rendition in sorted(iframes, key=lambda entry: entry[0]):
-        video_codecs = stats[rendition.name].codecs or planned_codecs(rendition)
-        lines.append(
-            f"#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH={peak},"
-            f"AVERAGE-BANDWIDTH={stats[rendition.name].iframe_average_bps},"
-            f"RESOLUTION={rendition.width}x{rendition.height},"
-            f'CODECS="{video_codecs}",URI="{rendition.name}/{IFRAME_PLAYLIST_NAME}"'
+        IFrameEntry(
+            uri=f"{rendition.name}/{IFRAME_PLAYLIST_NAME}",
+            bandwidth=stats[rendition.name].iframe_peak_bps or 0,
+            average_bandwidth=stats[rendition.name].iframe_average_bps,
+            width=rendition.width,
+            height=rendition.height,
+            codecs=(stats[rendition.name].codecs or planned_codecs(rendition),),
         )
-    return "\n".join(lines) + "\n"
+        for rendition in plan.renditions
+        if stats[rendition.name].iframe_peak_bps is not None
+    ]
+    return write_master_playlist_text(
+        # The media playlists' version: FFmpeg's 7 for fMP4, 3 for MPEG-TS.
+        version=FMP4_PLAYLIST_VERSION if plan.fmp4 else 3,
+        audio=group,
+        variants=sorted(variants, key=lambda variant: variant.bandwidth),
+        iframe_streams=sorted(iframes, key=lambda stream: stream.bandwidth),
+    )
 
 
 def write_master_playlist(out_dir: Path, plan: LadderPlan) -> Path:

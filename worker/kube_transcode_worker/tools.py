@@ -19,8 +19,9 @@ from kube_transcode_worker.encode import EncodeInput, EncodeResult, run_encode
 from kube_transcode_worker.errors import CancelRequestedError, PermanentJobError
 from kube_transcode_worker.events import AttemptReporter
 from kube_transcode_worker.fetch import Fetcher
-from kube_transcode_worker.hls import MASTER_PLAYLIST_NAME, parse_master_playlist
+from kube_transcode_worker.hls import MASTER_PLAYLIST_NAME
 from kube_transcode_worker.metrics import WorkerMetrics
+from kube_transcode_worker.playlists import parse_master_playlist
 from kube_transcode_worker.settings import WorkerSettings
 from kube_transcode_worker.store import LadderStore
 from kube_transcode_worker.thumbnails import ThumbnailPlan
@@ -79,9 +80,7 @@ def check_not_cancelled(message: JobMessage, store: LadderStore) -> None:
 
 def plan_for(message: JobMessage, source: SourceInfo) -> LadderPlan:
     try:
-        return plan_ladder(
-            source, message.ladder.resolve(), hls=message.hls, video=message.video
-        )
+        return plan_ladder(source, message.ladder.resolve(), hls=message.hls, video=message.video)
     except ValueError as exc:
         raise PermanentJobError("InvalidLadder", str(exc)) from None
 
