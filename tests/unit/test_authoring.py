@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import re
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,8 @@ from kube_transcode_worker.authoring import (
     sps_resolution,
     ts_facts,
 )
-from kube_transcode_worker.hls import average_bitrate, parse_attributes, peak_segment_bitrate
+from kube_transcode_worker.hls import average_bitrate, peak_segment_bitrate
+from kube_transcode_worker.mp4 import first_sample_end
 
 pytestmark = pytest.mark.unit
 
@@ -189,8 +192,8 @@ def test_the_master_must_say_its_segments_are_independent() -> None:
 def without_attribute(line: str, name: str) -> str:
     tag, _, value = line.partition(":")
     kept = [
-        f'{key}="{v}"' if key in ("CODECS", "AUDIO") else f"{key}={v}"
-        for key, v in parse_attributes(value).items()
+        f"{key}={v}"
+        for key, v in re.findall(r'([A-Z0-9-]+)=("[^"]*"|[^",]*)', value)
         if key != name
     ]
     return f"{tag}:{','.join(kept)}"
@@ -491,3 +494,330 @@ def test_an_audio_group_without_a_uri_must_be_in_the_variant_segments() -> None:
         (Rule.CODECS, "master.m3u8 (360p/index.m3u8)"),
     ]
     assert violations[1].measured == "avc1.42c015"  # no AAC in the segments the variant names
+
+
+# fMP4 (CMAF) ladders: one rung in three codecs and audio, init segments, fragments.
+# The boxes are built here as FFmpeg lays them out; tests/unit/test_mp4.py covers the parsing.
+
+VIDEO_TIMESCALE, TICKS = 12_800, 12_800 // FPS
+AUDIO_TIMESCALE, AAC_FRAME = 48_000, 1024
+SYNC, NON_SYNC = 0x02000000, 0x01010000
+FMP4_RUNGS = {  # name: (sample entry type, configuration box, CODECS)
+    "360p": (b"avc1", b"avcC" + bytes([1, 0x64, 0, 0x1E, 0xFF, 0xE0]), "avc1.64001e"),
+    "360p-hevc": (
+        b"hvc1",
+        b"hvcC" + bytes.fromhex("0101600000009000000000003ff000fcfdf8f8"),
+        "hvc1.1.6.L63.90",
+    ),
+    "360p-av1": (b"av01", b"av1C" + bytes([0x81, 0x01, 0x0C, 0]), "av01.0.01M.08"),
+}
+
+
+def box(kind: bytes, *children: bytes) -> bytes:
+    body = b"".join(children)
+    return (8 + len(body)).to_bytes(4, "big") + kind + body
+
+
+def full_box(kind: bytes, version: int, flags: int, *children: bytes) -> bytes:
+    return box(kind, (version << 24 | flags).to_bytes(4, "big"), *children)
+
+
+def init_segment(entry: bytes, timescale: int) -> bytes:
+    mdhd = full_box(b"mdhd", 0, 0, bytes(8), timescale.to_bytes(4, "big"), bytes(8))
+    stsd = full_box(b"stsd", 0, 0, (1).to_bytes(4, "big"), entry)
+    trak = box(b"trak", box(b"mdia", mdhd, box(b"minf", box(b"stbl", stsd))))
+    return box(b"ftyp", b"iso6\x00\x00\x02\x00iso6mp41") + box(b"moov", trak)
+
+
+def video_init(name: str, width: int = 640, height: int = 360) -> bytes:
+    kind, config, _ = FMP4_RUNGS[name]
+    fields = bytes(6) + b"\x00\x01" + bytes(16) + width.to_bytes(2, "big")
+    fields += height.to_bytes(2, "big") + bytes(50)
+    return init_segment(box(kind, fields, box(config[:4], config[4:])), VIDEO_TIMESCALE)
+
+
+def audio_init() -> bytes:
+    specific = bytes([0x05, 2, 0x11, 0x90])  # AudioSpecificConfig: AAC-LC, 48 kHz, stereo
+    decoder = bytes([0x04, 13 + len(specific), 0x40, 0x15]) + bytes(11) + specific
+    es = bytes([0x03, 3 + len(decoder), 0, 1, 0]) + decoder
+    fields = bytes(6) + b"\x00\x01" + bytes(8) + bytes([0, 2, 0, 16, 0, 0, 0, 0]) + bytes(4)
+    entry = box(b"mp4a", fields, full_box(b"esds", 0, 0, es))
+    return init_segment(entry, AUDIO_TIMESCALE)
+
+
+def fragment(decode_time: int, durations: list[int], sizes: list[int], *, sync: bool) -> bytes:
+    """moof (default-base-is-moof, first sample flags) and mdat, as FFmpeg writes them."""
+    tfhd = full_box(b"tfhd", 0, 0x020020, (1).to_bytes(4, "big"), NON_SYNC.to_bytes(4, "big"))
+    tfdt = full_box(b"tfdt", 1, 0, decode_time.to_bytes(8, "big"))
+    samples = b"".join(
+        d.to_bytes(4, "big") + s.to_bytes(4, "big") for d, s in zip(durations, sizes, strict=True)
+    )
+
+    def moof(offset: int) -> bytes:
+        head = len(sizes).to_bytes(4, "big") + offset.to_bytes(4, "big")
+        head += (SYNC if sync else NON_SYNC).to_bytes(4, "big")
+        trun = full_box(b"trun", 0, 0x000305, head, samples)
+        return box(b"moof", full_box(b"mfhd", 0, 0, bytes(4)), box(b"traf", tfhd, tfdt, trun))
+
+    styp = box(b"styp", b"msdh\x00\x00\x00\x00msdhmsix")
+    return styp + moof(len(moof(0)) + 8) + box(b"mdat", bytes(sum(sizes)))
+
+
+def fmp4_video(first_frame: int, frames: int, frame_bytes: int, *, sync: bool = True) -> bytes:
+    sizes = [frame_bytes * 10] + [frame_bytes] * (frames - 1)  # a large keyframe first
+    return fragment(first_frame * TICKS, [TICKS] * frames, sizes, sync=sync)
+
+
+def fmp4_audio(first_frame: int, frames: int) -> bytes:
+    return fragment(first_frame * AAC_FRAME, [AAC_FRAME] * frames, [200] * frames, sync=True)
+
+
+def fmp4_playlist(name: str, durations: list[float], *, version: int = 7) -> bytes:
+    lines = ["#EXTM3U", f"#EXT-X-VERSION:{version}", "#EXT-X-TARGETDURATION:2"]
+    lines += ["#EXT-X-PLAYLIST-TYPE:VOD", "#EXT-X-INDEPENDENT-SEGMENTS"]
+    lines.append(f'#EXT-X-MAP:URI="init_{name}.mp4"')
+    for index, duration in enumerate(durations):
+        lines += [f"#EXTINF:{duration:.6f},", f"seg_{index:05d}.m4s"]
+    return ("\n".join([*lines, "#EXT-X-ENDLIST"]) + "\n").encode()
+
+
+def add_fmp4_rendition(
+    files: dict[str, bytes], name: str, init: bytes, segments: list[tuple[bytes, float]]
+) -> None:
+    files[f"{name}/init_{name}.mp4"] = init
+    for index, (data, _) in enumerate(segments):
+        files[f"{name}/seg_{index:05d}.m4s"] = data
+    files[f"{name}/index.m3u8"] = fmp4_playlist(name, [duration for _, duration in segments])
+
+
+def fmp4_measured(files: dict[str, bytes], name: str) -> tuple[int, int]:
+    """(peak, average) of the rendition's media segments: the init segment is not counted."""
+    text = files[f"{name}/index.m3u8"].decode()
+    durations = [float(line[8:-1]) for line in text.splitlines() if line.startswith("#EXTINF:")]
+    sizes = [len(files[f"{name}/seg_{i:05d}.m4s"]) for i in range(len(durations))]
+    pairs = list(zip(sizes, durations, strict=True))
+    return peak_segment_bitrate(pairs, 2), average_bitrate(pairs)
+
+
+def write_fmp4_master(files: dict[str, bytes], extra: str = "") -> None:
+    audio_peak, audio_average = fmp4_measured(files, "audio")
+    lines = ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-INDEPENDENT-SEGMENTS"]
+    lines.append('#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="aud",NAME="Audio",URI="audio/index.m3u8"')
+    for name, (_, _, codecs) in FMP4_RUNGS.items():
+        peak, average = fmp4_measured(files, name)
+        lines += [
+            f"#EXT-X-STREAM-INF:BANDWIDTH={peak + audio_peak},"
+            f"AVERAGE-BANDWIDTH={average + audio_average},RESOLUTION=640x360,"
+            f'FRAME-RATE={FPS:.3f},CODECS="{codecs},mp4a.40.2",AUDIO="aud"',
+            f"{name}/index.m3u8",
+        ]
+    files["master.m3u8"] = ("\n".join(lines) + "\n" + extra).encode()
+
+
+def fmp4_ladder(frames: tuple[int, ...] = (50, 50, 25)) -> dict[str, bytes]:
+    """360p in H.264, HEVC and AV1, and AAC: 2 s segments at 25 fps (the last shorter)."""
+    files: dict[str, bytes] = {}
+    starts = [sum(frames[:i]) for i in range(len(frames))]
+    for frame_bytes, name in zip((300, 200, 150), FMP4_RUNGS, strict=True):
+        segments = [
+            (fmp4_video(s, n, frame_bytes), n / FPS) for s, n in zip(starts, frames, strict=True)
+        ]
+        add_fmp4_rendition(files, name, video_init(name), segments)
+    # AAC frames of 1024 at 48 kHz: each segment from the first frame at or after its start.
+    edges = [round(s / FPS * AUDIO_TIMESCALE / AAC_FRAME + 0.4999) for s in [*starts, sum(frames)]]
+    audio = [
+        (fmp4_audio(a, b - a), (b - a) * AAC_FRAME / AUDIO_TIMESCALE)
+        for a, b in itertools.pairwise(edges)
+    ]
+    add_fmp4_rendition(files, "audio", audio_init(), audio)
+    write_fmp4_master(files)
+    return files
+
+
+def test_an_fmp4_ladder_in_three_codecs_that_follows_every_rule_passes() -> None:
+    assert check_ladder(fmp4_ladder()) == []
+
+
+def test_an_fmp4_playlist_must_name_its_init_segment_with_ext_x_map() -> None:
+    files = edit(fmp4_ladder(), "360p-av1/index.m3u8", '#EXT-X-MAP:URI="init_360p-av1.mp4"\n', "")
+    assert rules(check_ladder(files)) == [(Rule.MAP, "360p-av1/index.m3u8")]
+
+
+def test_the_init_segment_ext_x_map_names_must_exist() -> None:
+    files = fmp4_ladder()
+    del files["360p-hevc/init_360p-hevc.mp4"]
+    assert rules(check_ladder(files)) == [(Rule.MISSING, "360p-hevc/index.m3u8")]
+
+
+def test_an_init_segment_without_a_readable_track_is_reported() -> None:
+    files = {**fmp4_ladder(), "360p/init_360p.mp4": box(b"ftyp", b"iso6") + box(b"moov")}
+    assert rules(check_ladder(files)) == [(Rule.MAP, "360p/init_360p.mp4")]
+
+
+def test_ext_x_map_needs_version_6_in_a_media_playlist() -> None:
+    files = edit(fmp4_ladder(), "360p/index.m3u8", "#EXT-X-VERSION:7", "#EXT-X-VERSION:5")
+    assert check_ladder(files) == [
+        Violation(Rule.VERSION, "360p/index.m3u8", "EXT-X-VERSION 5", ">= 6 for EXT-X-MAP")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("declared", "measured"),
+    [
+        ("hvc1.1.6.L93.90", "hvc1.1.6.l63.90"),  # another level than the hvcC's
+        ("hvc1.1.60000000.L63.90", "hvc1.1.6.l63.90"),  # compatibility flags not bit-reversed
+        ("hvc1.1.6.L63.90.00.00.00.00.00", "hvc1.1.6.l63.90"),  # trailing zero bytes kept
+    ],
+)
+def test_fmp4_codecs_must_be_the_init_segments_sample_entry(declared: str, measured: str) -> None:
+    files = edit(fmp4_ladder(), "master.m3u8", "hvc1.1.6.L63.90", declared)
+    assert check_ladder(files) == [
+        Violation(
+            Rule.CODECS,
+            "master.m3u8 (360p-hevc/index.m3u8)",
+            f"{declared},mp4a.40.2",
+            f"{measured},mp4a.40.2",
+        )
+    ]
+
+
+def test_fmp4_audio_codecs_are_the_audio_init_segments() -> None:
+    files = edit(
+        fmp4_ladder(),
+        "master.m3u8",
+        'CODECS="av01.0.01M.08,mp4a.40.2"',
+        'CODECS="av01.0.01M.08,mp4a.40.5"',
+    )
+    (violation,) = check_ladder(files)
+    assert (violation.rule, violation.measured) == (Rule.CODECS, "av01.0.01m.08,mp4a.40.2")
+
+
+def test_fmp4_resolution_is_the_visual_sample_entrys_size() -> None:
+    files = {**fmp4_ladder(), "360p-av1/init_360p-av1.mp4": video_init("360p-av1", 640, 352)}
+    assert check_ladder(files) == [
+        Violation(Rule.RESOLUTION, "master.m3u8 (360p-av1/index.m3u8)", "640x360", "640x352")
+    ]
+
+
+def test_fmp4_frame_rate_is_the_sample_durations_in_the_timescale() -> None:
+    text = fmp4_ladder()["master.m3u8"].decode()
+    files = {
+        **fmp4_ladder(),
+        "master.m3u8": text.replace("FRAME-RATE=25.000", "FRAME-RATE=30.000", 1).encode(),
+    }
+    assert check_ladder(files) == [
+        Violation(Rule.FRAME_RATE, "master.m3u8 (360p/index.m3u8)", "30.000", "25.000")
+    ]
+
+
+def test_an_fmp4_segment_must_start_with_a_sync_sample() -> None:
+    files = {**fmp4_ladder(), "360p-hevc/seg_00001.m4s": fmp4_video(50, 50, 200, sync=False)}
+    assert check_ladder(files) == [
+        Violation(Rule.KEYFRAME, "360p-hevc/seg_00001.m4s", "a segment", "no keyframe first")
+    ]
+
+
+def test_an_fmp4_segment_longer_than_its_extinf_says_is_measured_by_its_fragments() -> None:
+    files = fmp4_ladder(frames=(65, 35, 25))  # 2.6 s of samples in the first segment
+    for name in [*FMP4_RUNGS, "audio"]:
+        files[f"{name}/index.m3u8"] = fmp4_playlist(name, [2.0, 2.0, 1.0])
+    write_fmp4_master(files)
+    violations = [v for v in check_ladder(files) if v.rule == Rule.SEGMENT_DURATION]
+    assert [v.where for v in violations] == [
+        f"{name}/seg_00000.m4s" for name in ["audio", *FMP4_RUNGS]
+    ]
+    assert [v.measured for v in violations[1:]] == ["2.600 s"] * 3
+
+
+def test_every_codecs_renditions_must_have_the_same_segment_boundaries() -> None:
+    files = fmp4_ladder()
+    segments = [(fmp4_video(0, 48, 150), 1.92), (fmp4_video(48, 52, 150), 2.08)]
+    segments.append((fmp4_video(100, 25, 150), 1.0))
+    add_fmp4_rendition(files, "360p-av1", video_init("360p-av1"), segments)
+    write_fmp4_master(files)
+    (violation,) = [v for v in check_ladder(files) if v.rule == Rule.ALIGNED]
+    assert violation.where == "360p-av1/seg_00001.m4s"
+    assert violation.declared.startswith("starts at 1.920 s")
+    assert violation.measured.startswith("2.000 s") and "360p/seg_00001.m4s" in violation.measured
+
+
+def test_fmp4_bandwidths_do_not_count_the_init_segment() -> None:
+    files = fmp4_ladder()
+    files["360p/init_360p.mp4"] += box(b"free", bytes(500_000))  # fetched once, not per segment
+    assert check_ladder(files) == []
+
+
+# fMP4 I-frame playlists: EXT-X-MAP, and per segment the bytes from 0 through its keyframe.
+
+
+def fmp4_i_frame_playlist(
+    files: dict[str, bytes], name: str, *, lengths: tuple[int, ...] = (), version: int = 5
+) -> bytes:
+    lines = ["#EXTM3U", f"#EXT-X-VERSION:{version}", "#EXT-X-TARGETDURATION:2"]
+    lines += [
+        "#EXT-X-PLAYLIST-TYPE:VOD",
+        "#EXT-X-I-FRAMES-ONLY",
+        f'#EXT-X-MAP:URI="init_{name}.mp4"',
+    ]
+    for index, duration in enumerate((2.0, 2.0, 1.0)):
+        end = first_sample_end(files[f"{name}/seg_{index:05d}.m4s"])
+        lines += [
+            f"#EXTINF:{duration:.6f},",
+            f"#EXT-X-BYTERANGE:{lengths[index] if lengths else end}@0",
+            f"seg_{index:05d}.m4s",
+        ]
+    return ("\n".join([*lines, "#EXT-X-ENDLIST"]) + "\n").encode()
+
+
+def with_fmp4_i_frames(files: dict[str, bytes], playlist: bytes | None = None) -> dict[str, bytes]:
+    name = "360p-hevc"
+    files = {**files, f"{name}/iframes.m3u8": playlist or fmp4_i_frame_playlist(files, name)}
+    text = files[f"{name}/iframes.m3u8"].decode()
+    lengths = [
+        int(line[17:].split("@")[0])
+        for line in text.splitlines()
+        if line.startswith("#EXT-X-BYTERANGE:")
+    ]
+    pairs = list(zip(lengths, (2.0, 2.0, 1.0), strict=True))
+    peak, average = peak_segment_bitrate(pairs, 2), average_bitrate(pairs)
+    write_fmp4_master(
+        files,
+        f"#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH={peak},AVERAGE-BANDWIDTH={average},"
+        f'RESOLUTION=640x360,CODECS="hvc1.1.6.L63.90",URI="{name}/iframes.m3u8"\n',
+    )
+    return files
+
+
+def test_an_fmp4_i_frame_playlist_of_ranges_through_each_keyframe_passes() -> None:
+    assert check_ladder(with_fmp4_i_frames(fmp4_ladder())) == []
+
+
+def test_an_fmp4_i_frame_range_must_reach_the_end_of_the_first_sample() -> None:
+    files = fmp4_ladder()
+    end = first_sample_end(files["360p-hevc/seg_00001.m4s"])
+    assert end is not None
+    playlist = fmp4_i_frame_playlist(files, "360p-hevc", lengths=(end, end - 1, end))
+    files = with_fmp4_i_frames(files, playlist)
+    where = "360p-hevc/iframes.m3u8 (seg_00001.m4s)"
+    assert [v for v in check_ladder(files) if v.rule == Rule.BYTE_RANGE] == [
+        Violation(Rule.BYTE_RANGE, where, f"{end - 1}@0", f"0 to {end}, the first sample's end")
+    ]
+
+
+def test_an_fmp4_i_frame_range_must_start_at_byte_0() -> None:
+    files = with_fmp4_i_frames(fmp4_ladder())
+    path = "360p-hevc/iframes.m3u8"
+    text = files[path].decode()
+    first = next(line for line in text.splitlines() if line.startswith("#EXT-X-BYTERANGE:"))
+    files[path] = text.replace(first, first.replace("@0", "@8"), 1).encode()
+    assert rules(check_ladder(files)) == [(Rule.BYTE_RANGE, f"{path} (seg_00000.m4s)")]
+
+
+def test_an_fmp4_i_frame_playlist_needs_ext_x_map_at_version_5() -> None:
+    files = with_fmp4_i_frames(fmp4_ladder())
+    low = edit(files, "360p-hevc/iframes.m3u8", "#EXT-X-VERSION:5", "#EXT-X-VERSION:4")
+    assert check_ladder(low) == [
+        Violation(Rule.VERSION, "360p-hevc/iframes.m3u8", "EXT-X-VERSION 4", ">= 5 for EXT-X-MAP")
+    ]
+    unmapped = edit(files, "360p-hevc/iframes.m3u8", '#EXT-X-MAP:URI="init_360p-hevc.mp4"\n', "")
+    assert rules(check_ladder(unmapped)) == [(Rule.MAP, "360p-hevc/iframes.m3u8")]

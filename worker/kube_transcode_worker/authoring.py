@@ -19,9 +19,21 @@ violations; an empty list passes. The rules, each a `Rule`:
 - I-frame playlists (`EXT-X-I-FRAME-STREAM-INF`): the attributes, `EXT-X-I-FRAMES-ONLY`, VOD,
   a BYTERANGE on every entry inside its segment, starting on a packet with a keyframe's PES,
   and the bandwidths measured from the byte ranges.
+- fMP4 (CMAF) renditions, the same rules measured from boxes (`kube_transcode_worker.mp4`):
+  `EXT-X-MAP` names an init segment that exists, with `EXT-X-VERSION` >= 6 (>= 5 in an I-frame
+  playlist: RFC 8216 section 7); CODECS are each init's sample entry (avc1, hvc1, av01,
+  mp4a); RESOLUTION the visual sample entry's size; FRAME-RATE the samples' mean duration;
+  segment start and length are the fragments' decode time and durations (as PES timestamps for
+  TS); every video segment's first sample is a sync sample. Bitrates count media segments
+  only: the init segment is fetched once, not with every segment. An fMP4 I-frame entry is
+  `EXT-X-MAP` plus a BYTERANGE from byte 0 to at least the first sample's end.
+- Several codecs (H.264, HEVC, AV1 variants of the same rungs, fMP4 only): every video
+  rendition, whatever its codec, has the same segment boundaries.
 
-MPEG-TS with H.264 and AAC (ADTS) only, parsed here without FFmpeg. Streams are told apart by
-PES stream_id (0xE0-0xEF video, 0xC0-0xDF audio), which is what FFmpeg's muxer writes.
+MPEG-TS with H.264 and AAC (ADTS), and fMP4 with H.264, HEVC, AV1 and AAC, parsed here without
+FFmpeg. A rendition is fMP4 when its playlist has `EXT-X-MAP` or its first segment is not TS.
+TS streams are told apart by PES stream_id (0xE0-0xEF video, 0xC0-0xDF audio), which is what
+FFmpeg's muxer writes; an fMP4 segment holds one track.
 """
 
 from __future__ import annotations
@@ -34,21 +46,27 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from kube_transcode_worker import mp4
 from kube_transcode_worker.hls import (
     MASTER_PLAYLIST_NAME,
-    MediaPlaylist,
-    Variant,
     average_bitrate,
     h264_codecs_from_ts,
+    peak_segment_bitrate,
+)
+from kube_transcode_worker.playlists import (
+    MediaPlaylist,
+    Variant,
     parse_master_playlist,
     parse_media_playlist,
-    peak_segment_bitrate,
 )
 
 BANDWIDTH_TOLERANCE = 0.10
 SEGMENT_OVERRUN_SECONDS = 0.5
 FRAME_RATE_TOLERANCE = 0.005
 BOUNDARY_TOLERANCE_SECONDS = 0.01
+# RFC 8216 section 7: the lowest EXT-X-VERSION for EXT-X-MAP (media, I-frames-only playlists).
+MAP_VERSION = 6
+I_FRAME_MAP_VERSION = 5
 REQUIRED_STREAM_INF = ("BANDWIDTH", "AVERAGE-BANDWIDTH", "RESOLUTION", "FRAME-RATE", "CODECS")
 # RFC 8216bis: BANDWIDTH, URI; Apple: CODECS, RESOLUTION. AVERAGE-BANDWIDTH is checked if there.
 REQUIRED_I_FRAME_STREAM_INF = ("BANDWIDTH", "RESOLUTION", "CODECS", "URI")
@@ -80,6 +98,8 @@ class Rule(StrEnum):
     ALIGNED = "aligned"
     I_FRAMES_ONLY = "i-frames-only"
     BYTE_RANGE = "byte-range"
+    MAP = "map"  # an fMP4 playlist without EXT-X-MAP, or an init segment that does not parse
+    VERSION = "version"  # EXT-X-VERSION too low for a tag the playlist uses
 
 
 @dataclass(frozen=True)
@@ -296,6 +316,25 @@ class _Segment:
     size: int
     facts: TsFacts
     data: bytes
+    fragments: tuple[mp4.Fragment, ...] = ()  # fMP4 only
+
+
+@dataclass(frozen=True)
+class _Init:
+    """An fMP4 rendition's init segment, what its sample entry says."""
+
+    path: str
+    data: bytes
+    timescale: int
+
+    @property
+    def codecs(self) -> str | None:
+        codecs = mp4.codecs_from_init(self.data)
+        return codecs.lower() if codecs else None
+
+    @property
+    def resolution(self) -> tuple[int, int] | None:
+        return mp4.resolution(self.data)
 
 
 @dataclass(frozen=True)
@@ -303,6 +342,7 @@ class _Rendition:
     path: str
     playlist: MediaPlaylist
     segments: tuple[_Segment, ...]
+    init: _Init | None = None  # fMP4 only
 
     def sizes(self) -> list[tuple[int, float]]:
         return [(segment.size, segment.duration) for segment in self.segments]
@@ -314,7 +354,13 @@ class _Rendition:
         return average_bitrate(self.sizes())
 
     def starts(self) -> list[float | None]:
-        """Each segment's first timestamp in seconds (video if it has video, else audio)."""
+        """Each segment's first timestamp in seconds (video if it has video, else audio; fMP4:
+        the first fragment's decode time)."""
+        if self.init is not None:
+            scale = self.init.timescale
+            return [
+                s.fragments[0].decode_time / scale if s.fragments else None for s in self.segments
+            ]
         return [
             min(s.facts.video_pts or s.facts.audio_pts) / _PTS_HZ
             if s.facts.video_pts or s.facts.audio_pts
@@ -322,7 +368,22 @@ class _Rendition:
             for s in self.segments
         ]
 
+    def lasted(self, segment: _Segment) -> float:
+        """An fMP4 segment's samples' durations in seconds; 0 for TS."""
+        if self.init is None:
+            return 0.0
+        return sum(fragment.duration for fragment in segment.fragments) / self.init.timescale
+
+    def audio_codecs(self) -> str:
+        if self.init is not None:
+            return self.init.codecs or "no codecs in the init segment"
+        return self.segments[0].facts.audio_codecs or "no ADTS"
+
     def frame_rate(self) -> float | None:
+        if self.init is not None:
+            samples = sum(f.samples for s in self.segments for f in s.fragments)
+            seconds = sum(self.lasted(segment) for segment in self.segments)
+            return samples / seconds if samples and seconds else None
         pts = sorted({p for segment in self.segments for p in segment.facts.video_pts})
         if len(pts) < 2 or pts[-1] == pts[0]:
             return None
@@ -407,18 +468,21 @@ class _Audit:
         first = video.segments[0]
         if group is not None:
             self.measured_attributes(where, attributes, video, group)
-        if "RESOLUTION" in attributes and first.facts.resolution:
-            size = "{}x{}".format(*first.facts.resolution)
+        resolution = video.init.resolution if video.init else first.facts.resolution
+        if "RESOLUTION" in attributes and resolution:
+            size = "{}x{}".format(*resolution)
             if attributes["RESOLUTION"] != size:
                 self.report(Rule.RESOLUTION, where, attributes["RESOLUTION"], size)
         fps = video.frame_rate()
         if "FRAME-RATE" in attributes and fps is not None:
+            declared = attributes["FRAME-RATE"]
             try:
-                declared_fps = float(attributes["FRAME-RATE"])
+                declared_fps = float(declared)
+                declared = f"{declared_fps:.3f}"  # as written: the m3u8 library drops zeros
             except ValueError:
                 declared_fps = math.nan
             if not abs(declared_fps - fps) <= FRAME_RATE_TOLERANCE:
-                self.report(Rule.FRAME_RATE, where, attributes["FRAME-RATE"], f"{fps:.3f}")
+                self.report(Rule.FRAME_RATE, where, declared, f"{fps:.3f}")
         return video
 
     def measured_attributes(
@@ -433,8 +497,11 @@ class _Audit:
         average = video.average_bps() + max((a.average_bps() for a in audio), default=0)
         self.bandwidths(where, attributes, peak, average)
         first = video.segments[0]
-        measured = [h264_codecs_from_ts(first.data) or "no SPS in the first segment"]
-        measured += [a.segments[0].facts.audio_codecs or "no ADTS" for a in audio[:1]]
+        if video.init is not None:
+            measured = [video.init.codecs or "no codecs in the init segment"]
+        else:
+            measured = [h264_codecs_from_ts(first.data) or "no SPS in the first segment"]
+        measured += [a.audio_codecs() for a in audio[:1]]
         if first.facts.audio_codecs:
             measured.append(first.facts.audio_codecs)
         if "CODECS" in attributes:
@@ -459,30 +526,70 @@ class _Audit:
         if found is None:
             return None
         path, data = found
+        text = data.decode(errors="replace")
         try:
-            playlist = parse_media_playlist(data.decode(errors="replace"))
+            playlist = parse_media_playlist(text)
         except ValueError as error:
             self.report(Rule.SYNTAX, path, "a media playlist", error)
             return None
         self.vod(path, playlist)
-        segments: list[_Segment] = []
+        read: list[tuple[float, str, bytes]] = []
         for entry in playlist.segments:
             segment = self.read(path, entry.uri)
             if segment is None:
                 return None
-            segment_path, segment_data = segment
-            facts = ts_facts(segment_data)
-            segments.append(
-                _Segment(segment_path, entry.duration, len(segment_data), facts, segment_data)
-            )
-            if video and facts.first_video_keyframe is not True:
+            read.append((entry.duration, *segment))
+        fmp4, init = self.init(path, playlist, read[0][2] if read else None, i_frames=False)
+        if fmp4 and init is None:
+            return None  # reported: without its init segment an fMP4 rendition is unmeasurable
+        segments: list[_Segment] = []
+        for duration, segment_path, segment_data in read:
+            size = len(segment_data)
+            if fmp4:
+                fragments = tuple(mp4.fragments(segment_data))
+                segments.append(
+                    _Segment(segment_path, duration, size, TsFacts(), segment_data, fragments)
+                )
+                keyframe = bool(fragments) and fragments[0].starts_with_sync
+            else:
+                facts = ts_facts(segment_data)
+                segments.append(_Segment(segment_path, duration, size, facts, segment_data))
+                keyframe = facts.first_video_keyframe is True
+            if video and not keyframe:
                 self.report(Rule.KEYFRAME, segment_path, "a segment", "no keyframe first")
         if not segments:
             self.report(Rule.VOD, path, "no segments", "at least one")
             return None
-        rendition = _Rendition(path, playlist, tuple(segments))
+        rendition = _Rendition(path, playlist, tuple(segments), init)
         self.durations(rendition)
         return rendition
+
+    def init(
+        self, path: str, playlist: MediaPlaylist, first_segment: bytes | None, *, i_frames: bool
+    ) -> tuple[bool, _Init | None]:
+        """Whether the playlist at path is fMP4, and its init segment when that is readable."""
+        uri = playlist.init_uri
+        boxes = first_segment is not None and first_segment[:1] != bytes([_TS_SYNC_BYTE])
+        if uri is None and not boxes:
+            return False, None
+        if uri is None:
+            self.report(Rule.MAP, path, "no EXT-X-MAP", "fMP4 segments, which need an init")
+            return True, None
+        needed = I_FRAME_MAP_VERSION if i_frames else MAP_VERSION
+        version = playlist.version or 1  # RFC 8216 4.3.1.2: 1 when absent
+        if version < needed:
+            self.report(
+                Rule.VERSION, path, f"EXT-X-VERSION {version}", f">= {needed} for EXT-X-MAP"
+            )
+        found = self.read(path, uri)
+        if found is None:
+            return True, None
+        init_path, init_data = found
+        scale = mp4.timescale(init_data)
+        if scale is None or mp4.codecs_from_init(init_data) is None:
+            self.report(Rule.MAP, init_path, "an init segment", "no readable track in it")
+            return True, None
+        return True, _Init(init_path, init_data, scale)
 
     def vod(self, path: str, playlist: MediaPlaylist) -> None:
         if playlist.playlist_type != "VOD":
@@ -499,7 +606,7 @@ class _Audit:
         limit = rendition.playlist.target_duration + SEGMENT_OVERRUN_SECONDS
         starts = rendition.starts()
         for index, segment in enumerate(rendition.segments):
-            lasted = segment.duration
+            lasted = max(segment.duration, rendition.lasted(segment))
             if index + 1 < len(starts) and (here := starts[index]) is not None:
                 following = starts[index + 1]
                 lasted = max(lasted, following - here) if following is not None else lasted
@@ -556,6 +663,9 @@ class _Audit:
         self.vod(path, playlist)
         if "#EXT-X-I-FRAMES-ONLY" not in text.split():
             self.report(Rule.I_FRAMES_ONLY, path, "absent", "required")
+        first_uri = _resolve(path, playlist.segments[0].uri) if playlist.segments else None
+        first_segment = self.files.get(first_uri) if first_uri else None
+        fmp4, init = self.init(path, playlist, first_segment, i_frames=True)
         ranges = _byte_ranges(text)
         sizes: list[tuple[int, float]] = []
         previous: tuple[str, int] | None = None
@@ -581,6 +691,8 @@ class _Audit:
             piece = segment_data[offset : offset + length]
             if offset + length > len(segment_data):
                 self.report(Rule.BYTE_RANGE, where_entry, declared, f"{len(segment_data)} bytes")
+            elif fmp4:
+                self.fmp4_i_frame(where_entry, (length, offset), segment_data)
             elif offset % _TS_PACKET_SIZE:
                 self.report(Rule.BYTE_RANGE, where_entry, declared, "not on a TS packet")
             elif ts_facts(piece).first_video_keyframe is not True:
@@ -589,15 +701,40 @@ class _Audit:
             sizes.append((length, entry.duration))
         peak = peak_segment_bitrate(sizes, playlist.target_duration) if sizes else 0
         self.bandwidths(where, attributes, peak, average_bitrate(sizes))
-        if first_data is not None:
+        if fmp4:
+            if init is not None:
+                self.codecs_and_resolution(where, attributes, init.codecs, init.resolution)
+        elif first_data is not None:
             facts = ts_facts(first_data)
             codecs = h264_codecs_from_ts(first_data) or "no SPS in the first segment"
-            if "CODECS" in attributes and attributes["CODECS"].lower() != codecs:
-                self.report(Rule.CODECS, where, attributes["CODECS"], codecs)
-            if "RESOLUTION" in attributes and facts.resolution:
-                size = "{}x{}".format(*facts.resolution)
-                if attributes["RESOLUTION"] != size:
-                    self.report(Rule.RESOLUTION, where, attributes["RESOLUTION"], size)
+            self.codecs_and_resolution(where, attributes, codecs, facts.resolution)
+
+    def fmp4_i_frame(self, where: str, byte_range: tuple[int, int], segment: bytes) -> None:
+        """An fMP4 I-frame entry: from byte 0 through the segment's first sample, a sync one."""
+        fragments = mp4.fragments(segment)
+        end = fragments[0].first_sample_end if fragments else None
+        length, offset = byte_range
+        declared = f"{length}@{offset}"
+        if end is None or offset != 0 or length < end:
+            measured = f"0 to {end}, the first sample's end" if end else "no fragment"
+            self.report(Rule.BYTE_RANGE, where, declared, measured)
+        elif not fragments[0].starts_with_sync:
+            self.report(Rule.KEYFRAME, where, declared, "no sync sample first")
+
+    def codecs_and_resolution(
+        self,
+        where: str,
+        attributes: Mapping[str, str],
+        codecs: str | None,
+        resolution: tuple[int, int] | None,
+    ) -> None:
+        codecs = codecs or "no codecs in the init segment"
+        if "CODECS" in attributes and attributes["CODECS"].lower() != codecs:
+            self.report(Rule.CODECS, where, attributes["CODECS"], codecs)
+        if "RESOLUTION" in attributes and resolution:
+            size = "{}x{}".format(*resolution)
+            if attributes["RESOLUTION"] != size:
+                self.report(Rule.RESOLUTION, where, attributes["RESOLUTION"], size)
 
 
 def _cumulative(segments: Sequence[_Segment]) -> list[float]:
