@@ -115,6 +115,27 @@ def check_video_codecs(declared: str, stream: dict[str, Any], codec: str) -> Non
         assert declared == f"av01.0.{int(stream['level']):02d}M.08", declared
 
 
+def frame_times(playlist: Path, stream: str = "v:0") -> list[float]:
+    """Presentation times of a rendition's frames (or audio frames), in order."""
+    report = ffprobe_json(playlist, "-select_streams", stream, "-show_entries", "frame=pts_time")
+    return [float(frame["pts_time"]) for frame in report["frames"]]
+
+
+def assert_same_rendition(ours: Path, theirs: Path, stream: str = "v:0") -> None:
+    """Two renditions' playlists give a player the same segments and the same frames at the
+    same moments, up to one constant shift (a chunked timeline starts a little later)."""
+    a = parse_media_playlist(ours.read_text())
+    b = parse_media_playlist(theirs.read_text())
+    assert [s.uri for s in a.segments] == [s.uri for s in b.segments], ours
+    for mine, single in zip(a.segments, b.segments, strict=True):
+        assert abs(mine.duration - single.duration) < 0.002, (ours, mine, single)
+    x, y = frame_times(ours, stream), frame_times(theirs, stream)
+    assert len(x) == len(y) > 0, ours
+    shift = x[0] - y[0]
+    drift = max(abs(p - q - shift) for p, q in zip(x, y, strict=True))
+    assert drift < 0.002, (ours, drift)
+
+
 def keyframe_times(playlist: Path) -> list[float]:
     """Keyframe times of a rendition, counted from its first frame."""
     report = ffprobe_json(

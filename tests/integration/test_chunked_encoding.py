@@ -25,7 +25,13 @@ from kube_transcode_devstack.waiting import wait_until
 from kube_transcode_worker.playlists import parse_master_playlist, parse_media_playlist
 from kube_transcode_worker.probe import ProbeLimits, probe_source
 from tests.harness.broker import QUEUE, Broker
-from tests.harness.media import check_ladder, ffprobe_json, make_source
+from tests.harness.media import (
+    assert_same_rendition,
+    check_ladder,
+    ffprobe_json,
+    frame_times,
+    make_source,
+)
 from tests.harness.player import play_ladder
 from tests.harness.storage import download_folder, object_keys, upload_source
 from tests.harness.worker import SMALL_LADDER, Workers, job_message
@@ -45,12 +51,6 @@ def long_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _chunked(bucket: str, source: str, **fields: Any) -> JobMessage:
     return job_message(bucket, source, chunking=CHUNK, **fields)
-
-
-def _frames(playlist: Path, stream: str = "v:0") -> list[float]:
-    """Presentation times of the playlist's frames, in order."""
-    report = ffprobe_json(playlist, "-select_streams", stream, "-show_entries", "frame=pts_time")
-    return [float(frame["pts_time"]) for frame in report["frames"]]
 
 
 def _audio_seconds(playlist: Path) -> float:
@@ -91,7 +91,7 @@ def _check_sound_ladder(dest: Path, source: Path) -> None:
         playlist = parse_media_playlist((dest / variant.uri).read_text())
         numbers = [int(s.uri.removeprefix("seg_").removesuffix(".ts")) for s in playlist.segments]
         assert numbers == list(range(len(numbers))), variant.uri
-        times = _frames(dest / variant.uri)
+        times = frame_times(dest / variant.uri)
         assert len(times) == expected_frames, variant.uri
         steps = [after - before for before, after in itertools.pairwise(times)]
         assert max(steps) <= frame + 0.001, f"{variant.uri}: a gap of {max(steps):.3f} s"
@@ -163,20 +163,13 @@ def test_the_same_source_unchunked_makes_the_same_segments(
     renditions = [v.uri.split("/")[0] for v in master.variants] + ["audio"]
     assert len(renditions) == 3
     for rendition in renditions:
-        a = tmp_path / chunked.job.uid / rendition / "index.m3u8"
-        b = tmp_path / whole.job.uid / rendition / "index.m3u8"
-        ours, theirs = parse_media_playlist(a.read_text()), parse_media_playlist(b.read_text())
-        assert [s.uri for s in ours.segments] == [s.uri for s in theirs.segments]
-        for mine, single in zip(ours.segments, theirs.segments, strict=True):
-            assert abs(mine.duration - single.duration) < 0.002, (rendition, mine, single)
         # The same frames at the same moments, audio and video alike; a chunked timeline
         # starts a little later as a whole (the parts' lead, see encode.py).
+        playlist = Path(rendition) / "index.m3u8"
         stream = "a:0" if rendition == "audio" else "v:0"
-        x, y = _frames(a, stream), _frames(b, stream)
-        assert len(x) == len(y) > 0, rendition
-        shift = x[0] - y[0]
-        drift = max(abs(p - q - shift) for p, q in zip(x, y, strict=True))
-        assert drift < 0.002, (rendition, drift)
+        assert_same_rendition(
+            tmp_path / chunked.job.uid / playlist, tmp_path / whole.job.uid / playlist, stream
+        )
 
 
 def test_a_worker_killed_mid_chunk_costs_that_chunk_only(

@@ -19,24 +19,9 @@ from kube_transcode_worker.hls import (
     planned_codecs,
     write_master_playlist,
 )
-from kube_transcode_worker.playlists import parse_master_playlist, parse_media_playlist
+from kube_transcode_worker.playlists import parse_master_playlist
 
 pytestmark = pytest.mark.unit
-
-MEDIA = """#EXTM3U
-#EXT-X-VERSION:6
-#EXT-X-TARGETDURATION:6
-#EXT-X-MEDIA-SEQUENCE:0
-#EXT-X-PLAYLIST-TYPE:VOD
-#EXT-X-INDEPENDENT-SEGMENTS
-#EXTINF:6.006000,
-seg_00000.ts
-#EXTINF:6.006000,
-seg_00001.ts
-#EXTINF:1.001000,
-seg_00002.ts
-#EXT-X-ENDLIST
-"""
 
 
 def plan_720p(*, has_audio: bool = True) -> LadderPlan:
@@ -120,27 +105,6 @@ def test_master_without_audio_has_no_audio_group() -> None:
 def test_planned_codecs_follow_rfc6381(profile: str, level: str, codecs: str) -> None:
     rendition = plan_720p().renditions[0].model_copy(update={"profile": profile, "level": level})
     assert planned_codecs(rendition) == codecs
-
-
-def test_media_playlist_parses_durations_uris_and_vod_markers() -> None:
-    playlist = parse_media_playlist(MEDIA)
-    assert playlist.target_duration == 6
-    assert [s.uri for s in playlist.segments] == ["seg_00000.ts", "seg_00001.ts", "seg_00002.ts"]
-    assert [s.duration for s in playlist.segments] == [6.006, 6.006, 1.001]
-    assert playlist.duration == pytest.approx(13.013)
-    assert playlist.playlist_type == "VOD"
-    assert playlist.ended and playlist.independent_segments
-
-
-def test_parsers_reject_what_is_not_a_playlist() -> None:
-    with pytest.raises(ValueError, match="#EXTM3U"):
-        parse_media_playlist("<html>not found</html>")
-    with pytest.raises(ValueError, match="no #EXTINF"):
-        parse_media_playlist("#EXTM3U\n#EXT-X-TARGETDURATION:6\nseg.ts\n")
-    with pytest.raises(ValueError, match="TARGETDURATION"):
-        parse_media_playlist("#EXTM3U\n#EXTINF:6,\nseg.ts\n")
-    with pytest.raises(ValueError, match="no #EXT-X-STREAM-INF"):
-        parse_master_playlist("#EXTM3U\n720p/index.m3u8\n")
 
 
 def test_peak_is_the_busiest_run_of_half_to_one_and_a_half_target_durations() -> None:
