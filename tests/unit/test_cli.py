@@ -244,3 +244,40 @@ def test_quiet_progress_prints_nothing() -> None:
     progress.update("encoding", 50.0)
     progress.close()
     assert out.getvalue() == ""
+
+
+def test_codecs_segment_format_and_thumbnails_default_like_a_jobs(source: Path) -> None:
+    request = parse(str(source), "out")
+    assert request.video.codecs == ("h264",)
+    assert request.hls.segment_format == "ts"
+    assert request.thumbnails.poster.enabled and request.thumbnails.storyboard.enabled
+    assert request.thumbnails.storyboard.interval_seconds == 10
+
+
+def test_codecs_format_and_thumbnail_options_are_taken(source: Path) -> None:
+    request = parse(
+        str(source), "out", "--codecs", "h264, av1", "--segment-format", "fmp4", "--no-poster",
+        "--storyboard-interval", "4", "--storyboard-grid", "4x3",
+    )  # fmt: skip
+    assert request.video.codecs == ("h264", "av1")
+    assert request.hls.segment_format == "fmp4"
+    assert not request.thumbnails.poster.enabled
+    storyboard = request.thumbnails.storyboard
+    assert (storyboard.interval_seconds, storyboard.columns, storyboard.rows) == (4, 4, 3)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("--codecs", "h264,vp9"), "unknown video codec 'vp9'; codecs are h264, hevc, av1"),
+        (("--codecs", "av1,av1"), "video codecs must be unique"),
+        (("--codecs", ","), "give at least one video codec"),
+        (("--segment-format", "cmaf"), "invalid choice: 'cmaf'"),
+        (("--storyboard-interval", "0"), "greater than or equal to 1"),
+        (("--storyboard-grid", "5by5"), "COLUMNSxROWS"),
+    ],
+)
+def test_bad_codec_format_and_thumbnail_options_are_refused(
+    capsys: pytest.CaptureFixture[str], source: Path, argv: tuple[str, ...], message: str
+) -> None:
+    assert message in usage_error(capsys, str(source), "out", *argv)
