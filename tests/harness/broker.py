@@ -12,6 +12,7 @@ import requests
 from pika.adapters.blocking_connection import BlockingChannel
 
 from kube_transcode.messages import (
+    CANCELLED_REASON,
     DEFAULT_EVENTS_EXCHANGE,
     JobEvent,
     JobMessage,
@@ -88,9 +89,17 @@ class Broker:
             self.poll_events()
             mine = [e for e in self.events if e.job.uid == uid]
             wanted = next((e for e in mine if e.phase == phase), None)
-            failed = next((e for e in mine if e.phase == Phase.failed and e.part is None), None)
+            failed = next(
+                (
+                    e
+                    for e in mine
+                    if e.phase == Phase.failed and e.part is None and e.reason != CANCELLED_REASON
+                ),
+                None,
+            )
             if wanted is None and failed is not None:
-                # The job ended otherwise: say how now, rather than time out on it later.
+                # The job ended otherwise: say how now, rather than time out on it later. A
+                # cancelled generation is no such end: a newer one of the same job may follow.
                 raise AssertionError(
                     f"job {uid} failed while waiting for {phase}: {failed.reason}: {failed.message}"
                 )
