@@ -19,6 +19,14 @@ from kube_transcode_worker.authoring import (
 )
 from kube_transcode_worker.hls import average_bitrate, peak_segment_bitrate
 from kube_transcode_worker.mp4 import first_sample_end
+from tests.harness.mp4_boxes import (
+    audio_entry,
+    box,
+    esds,
+    init_segment,
+    media_segment,
+    visual_entry,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -501,7 +509,6 @@ def test_an_audio_group_without_a_uri_must_be_in_the_variant_segments() -> None:
 
 VIDEO_TIMESCALE, TICKS = 12_800, 12_800 // FPS
 AUDIO_TIMESCALE, AAC_FRAME = 48_000, 1024
-SYNC, NON_SYNC = 0x02000000, 0x01010000
 FMP4_RUNGS = {  # name: (sample entry type, configuration box, CODECS)
     "360p": (b"avc1", b"avcC" + bytes([1, 0x64, 0, 0x1E, 0xFF, 0xE0]), "avc1.64001e"),
     "360p-hevc": (
@@ -513,54 +520,20 @@ FMP4_RUNGS = {  # name: (sample entry type, configuration box, CODECS)
 }
 
 
-def box(kind: bytes, *children: bytes) -> bytes:
-    body = b"".join(children)
-    return (8 + len(body)).to_bytes(4, "big") + kind + body
-
-
-def full_box(kind: bytes, version: int, flags: int, *children: bytes) -> bytes:
-    return box(kind, (version << 24 | flags).to_bytes(4, "big"), *children)
-
-
-def init_segment(entry: bytes, timescale: int) -> bytes:
-    mdhd = full_box(b"mdhd", 0, 0, bytes(8), timescale.to_bytes(4, "big"), bytes(8))
-    stsd = full_box(b"stsd", 0, 0, (1).to_bytes(4, "big"), entry)
-    trak = box(b"trak", box(b"mdia", mdhd, box(b"minf", box(b"stbl", stsd))))
-    return box(b"ftyp", b"iso6\x00\x00\x02\x00iso6mp41") + box(b"moov", trak)
-
-
 def video_init(name: str, width: int = 640, height: int = 360) -> bytes:
     kind, config, _ = FMP4_RUNGS[name]
-    fields = bytes(6) + b"\x00\x01" + bytes(16) + width.to_bytes(2, "big")
-    fields += height.to_bytes(2, "big") + bytes(50)
-    return init_segment(box(kind, fields, box(config[:4], config[4:])), VIDEO_TIMESCALE)
+    entry = visual_entry(kind, box(config[:4], config[4:]), width, height)
+    return init_segment(entry, VIDEO_TIMESCALE)
 
 
 def audio_init() -> bytes:
-    specific = bytes([0x05, 2, 0x11, 0x90])  # AudioSpecificConfig: AAC-LC, 48 kHz, stereo
-    decoder = bytes([0x04, 13 + len(specific), 0x40, 0x15]) + bytes(11) + specific
-    es = bytes([0x03, 3 + len(decoder), 0, 1, 0]) + decoder
-    fields = bytes(6) + b"\x00\x01" + bytes(8) + bytes([0, 2, 0, 16, 0, 0, 0, 0]) + bytes(4)
-    entry = box(b"mp4a", fields, full_box(b"esds", 0, 0, es))
-    return init_segment(entry, AUDIO_TIMESCALE)
+    # AudioSpecificConfig: AAC-LC, 48 kHz, stereo.
+    return init_segment(audio_entry(esds(bytes([0x11, 0x90]))), AUDIO_TIMESCALE)
 
 
 def fragment(decode_time: int, durations: list[int], sizes: list[int], *, sync: bool) -> bytes:
-    """moof (default-base-is-moof, first sample flags) and mdat, as FFmpeg writes them."""
-    tfhd = full_box(b"tfhd", 0, 0x020020, (1).to_bytes(4, "big"), NON_SYNC.to_bytes(4, "big"))
-    tfdt = full_box(b"tfdt", 1, 0, decode_time.to_bytes(8, "big"))
-    samples = b"".join(
-        d.to_bytes(4, "big") + s.to_bytes(4, "big") for d, s in zip(durations, sizes, strict=True)
-    )
-
-    def moof(offset: int) -> bytes:
-        head = len(sizes).to_bytes(4, "big") + offset.to_bytes(4, "big")
-        head += (SYNC if sync else NON_SYNC).to_bytes(4, "big")
-        trun = full_box(b"trun", 0, 0x000305, head, samples)
-        return box(b"moof", full_box(b"mfhd", 0, 0, bytes(4)), box(b"traf", tfhd, tfdt, trun))
-
-    styp = box(b"styp", b"msdh\x00\x00\x00\x00msdhmsix")
-    return styp + moof(len(moof(0)) + 8) + box(b"mdat", bytes(sum(sizes)))
+    """A media segment as FFmpeg writes it (default-base-is-moof, first sample flags)."""
+    return media_segment(decode_time, sizes, durations=durations, sync=sync)
 
 
 def fmp4_video(first_frame: int, frames: int, frame_bytes: int, *, sync: bool = True) -> bytes:
