@@ -127,19 +127,29 @@ def add_rendition(files: dict[str, bytes], name: str, segments: list[tuple[bytes
 
 
 def measured(files: dict[str, bytes], name: str) -> tuple[int, int]:
-    """(peak, average) bit rates of a rendition the way the checker measures them."""
-    text = files[f"{name}/index.m3u8"].decode()
-    durations = [float(line[8:-1]) for line in text.splitlines() if line.startswith("#EXTINF:")]
-    sizes = [len(files[f"{name}/seg_{i:05d}.ts"]) for i in range(len(durations))]
-    pairs = list(zip(sizes, durations, strict=True))
+    """(peak, average) bit rates of a rendition's media segments, as the checker measures
+    them (an init segment is not counted)."""
+    lines = files[f"{name}/index.m3u8"].decode().splitlines()
+    durations = [float(line[8:-1]) for line in lines if line.startswith("#EXTINF:")]
+    uris = [line for line in lines if line and not line.startswith("#")]
+    pairs = [(len(files[f"{name}/{uri}"]), d) for uri, d in zip(uris, durations, strict=True)]
     return peak_segment_bitrate(pairs, 2), average_bitrate(pairs)
 
 
-def write_master(files: dict[str, bytes], extra: str = "") -> None:
+def write_master(
+    files: dict[str, bytes],
+    extra: str = "",
+    *,
+    variants: list[tuple[str, str, str]] | None = None,
+    version: int = 3,
+) -> None:
+    """The master of (name, CODECS, RESOLUTION) variants (default: RUNGS) and the audio."""
+    if variants is None:
+        variants = [(name, codecs, size) for name, (_, codecs, size) in RUNGS.items()]
     audio_peak, audio_average = measured(files, "audio")
-    lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-INDEPENDENT-SEGMENTS"]
+    lines = ["#EXTM3U", f"#EXT-X-VERSION:{version}", "#EXT-X-INDEPENDENT-SEGMENTS"]
     lines.append('#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="aud",NAME="Audio",URI="audio/index.m3u8"')
-    for name, (_, codecs, resolution) in RUNGS.items():
+    for name, codecs, resolution in variants:
         peak, average = measured(files, name)
         lines += [
             f"#EXT-X-STREAM-INF:BANDWIDTH={peak + audio_peak},"
@@ -563,28 +573,9 @@ def add_fmp4_rendition(
     files[f"{name}/index.m3u8"] = fmp4_playlist(name, [duration for _, duration in segments])
 
 
-def fmp4_measured(files: dict[str, bytes], name: str) -> tuple[int, int]:
-    """(peak, average) of the rendition's media segments: the init segment is not counted."""
-    text = files[f"{name}/index.m3u8"].decode()
-    durations = [float(line[8:-1]) for line in text.splitlines() if line.startswith("#EXTINF:")]
-    sizes = [len(files[f"{name}/seg_{i:05d}.m4s"]) for i in range(len(durations))]
-    pairs = list(zip(sizes, durations, strict=True))
-    return peak_segment_bitrate(pairs, 2), average_bitrate(pairs)
-
-
 def write_fmp4_master(files: dict[str, bytes], extra: str = "") -> None:
-    audio_peak, audio_average = fmp4_measured(files, "audio")
-    lines = ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-INDEPENDENT-SEGMENTS"]
-    lines.append('#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="aud",NAME="Audio",URI="audio/index.m3u8"')
-    for name, (_, _, codecs) in FMP4_RUNGS.items():
-        peak, average = fmp4_measured(files, name)
-        lines += [
-            f"#EXT-X-STREAM-INF:BANDWIDTH={peak + audio_peak},"
-            f"AVERAGE-BANDWIDTH={average + audio_average},RESOLUTION=640x360,"
-            f'FRAME-RATE={FPS:.3f},CODECS="{codecs},mp4a.40.2",AUDIO="aud"',
-            f"{name}/index.m3u8",
-        ]
-    files["master.m3u8"] = ("\n".join(lines) + "\n" + extra).encode()
+    variants = [(name, codecs, "640x360") for name, (_, _, codecs) in FMP4_RUNGS.items()]
+    write_master(files, extra, variants=variants, version=7)
 
 
 def fmp4_ladder(frames: tuple[int, ...] = (50, 50, 25)) -> dict[str, bytes]:
