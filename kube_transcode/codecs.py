@@ -13,7 +13,7 @@ av1     libsvtav1  0.6 x the rung  fMP4 only (CMAF), CODECS av01.P.LLT.DD
 A rung's bitrates (video, maxrate, bufsize) are H.264's; HEVC and AV1 renditions get the
 share above of each: the usual rule of thumb for their efficiency. Measured on the default
 ladder at the workers' default preset (`python -m benchmarks codecs`, synthetic 1080p30 test
-pattern): 0.71x and 0.63x H.264's bytes at a top-rung SSIM of 0.9905 and 0.9890 against
+pattern): 0.71x and 0.64x H.264's bytes at a top-rung SSIM of 0.9905 and 0.9890 against
 H.264's 0.9972, so at these fast presets they save bytes at a small loss, not at equal
 quality; explicit rungs set their own H.264 bitrate, and the shares follow.
 

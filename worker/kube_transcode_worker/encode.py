@@ -218,7 +218,7 @@ def _input_args(
 # libsvtav1's presets (0 slowest .. 13) for the x264 preset names a job's workers use, so one
 # setting picks each codec's speed. From 10 up SVT-AV1 warns its presets are meant for
 # automated tooling, so veryfast (the default) takes 9: `python -m benchmarks codecs` has it
-# at 1.96x H.264's ladder time (x265 veryfast: 3.50x).
+# at 1.55x H.264's ladder time (x265 veryfast: 3.20x).
 SVT_AV1_PRESETS: dict[X264Preset, int] = {
     "ultrafast": 12,
     "superfast": 11,

@@ -4,10 +4,10 @@ The imageio-ffmpeg wheel (pinned in requirements/) carries a static FFmpeg 9.0.2
 this project's 2-core machines with the worker's own 5-rung ladder command (veryfast), it took
 0.91x the wall time and 0.92-0.96x the CPU of Debian's FFmpeg 5.1: FFmpeg >= 7 runs demuxing,
 decoding, filtering, encoding and muxing in threads of their own, a gap that grows with cores.
-Its x265 and SVT-AV1 win too (`python -m benchmarks codecs`): the same HEVC bytes in 0.95x
-Debian's time, the AV1 top rung in 0.45x (SVT-AV1 4.2 against 1.4.1), and libsvtav1 rather than
-libaom-av1 (6.7x slower for a little more SSIM). It has no ffprobe, so probing stays with the
-system's ffprobe. KT_FFMPEG_BINARY overrides.
+For HEVC and AV1 (`python -m benchmarks codecs`): x265 writes the same bytes on either build
+in about the same time, the bundled SVT-AV1 4.2 the AV1 top rung in half the time of Debian's
+1.4.1; libsvtav1 rather than libaom-av1 (7.1x slower for a little more SSIM). It has no
+ffprobe, so probing stays with the system's ffprobe. KT_FFMPEG_BINARY overrides.
 """
 
 from __future__ import annotations
