@@ -1,4 +1,5 @@
-"""HLS output: file layout, playlist parsing, bitrate measurement and the master playlist.
+"""HLS output: file layout, bitrate measurement, CODECS from the bitstream and the playlists
+we write (through playlists.py, which reads and writes every playlist with the m3u8 library).
 
 The master playlist is written by us, last, from what the encode really produced: peak and
 average bitrates measured from the segments (RFC 8216bis definition of the peak) and the
